@@ -1,0 +1,123 @@
+"""The `/mldebt ...` vocabulary, shared by every adapter.
+
+Slack passes the slash command's text, the console the typed line, Discord the app command's name and
+options; each gets the same replies. Buttons carry an action id built here (ids only, never the
+answer) and come back through `handle_action`. Domain errors become a private Rejected reply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import errors
+from .bank import DIFFICULTIES
+from .engine import QuizEngine
+from .replies import HelpText, Player, Rejected, Reply
+
+HELP: tuple[tuple[str, str], ...] = (
+    ("challenge", "the Mastery challenge: 5 timed questions; 5/5 earns the Technical Debt Mastery badge"),
+    ("practice [topic] [difficulty]", "untimed practice with worked solutions"),
+    ("test", "10 timed questions across easy, medium and hard, with a report by topic"),
+    ("learn [topic]", "the concept card of a topic, then its practice problems"),
+    ("topics", "list the topics"),
+    ("hint", "a hint for your current question (costs 25% of its points when timed)"),
+    ("skip", "skip your current question"),
+    ("resume", "show your current question again"),
+    ("quit", "end your current quiz"),
+    ("stats", "your points, accuracy by topic and badges"),
+    ("help", "this list"),
+)
+HELP_INTRO = "mldebt teaches technical debt in ML systems. Commands:"
+
+_ACTION = re.compile(r"^mldebt:(?P<kind>[ahs]):(?P<session>[0-9a-f]{1,32}):(?P<question>[a-z0-9-]{1,40})"
+                     r"(?::(?P<choice>[A-D]))?$")
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # a = answer, h = hint, s = skip
+    session_id: str
+    question_id: str
+    choice: str | None = None
+
+    def encode(self) -> str:
+        tail = f":{self.choice}" if self.choice else ""
+        return f"mldebt:{self.kind}:{self.session_id}:{self.question_id}{tail}"
+
+    @classmethod
+    def decode(cls, value: str) -> Action | None:
+        m = _ACTION.match(value or "")
+        if not m or (m["kind"] == "a") != (m["choice"] is not None):
+            return None
+        return cls(m["kind"], m["session"], m["question"], m["choice"])
+
+
+def help_reply(unknown: str | None = None) -> HelpText:
+    intro = f"Unknown command '{unknown}'. {HELP_INTRO}" if unknown else HELP_INTRO
+    return HelpText(HELP, intro)
+
+
+def _practice_filters(engine: QuizEngine, args: list[str]) -> tuple[str | None, str | None]:
+    topic = difficulty = None
+    for arg in args:
+        if arg in DIFFICULTIES:
+            difficulty = arg
+        elif topic is None:
+            topic = arg
+        else:
+            raise errors.BadRequest(f"Too many arguments: practice takes a topic and a difficulty, got '{arg}'.")
+    return topic, difficulty
+
+
+async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: str | None = None) -> list[Reply]:
+    """Run one typed command (the text after `/mldebt`)."""
+    words = (text or "").strip().split()
+    if not words:
+        return [help_reply()]
+    name, args = words[0].lower(), [w.lower() for w in words[1:]]
+    try:
+        match name:
+            case "challenge" | "test":
+                return await engine.start(player, name, route=route)
+            case "practice":
+                topic, difficulty = _practice_filters(engine, args)
+                return await engine.start(player, "practice", topic=topic, difficulty=difficulty, route=route)
+            case "learn":
+                return engine.learn(args[0] if args else None)
+            case "topics":
+                return engine.topics()
+            case "hint":
+                return await engine.hint(player)
+            case "skip":
+                return await engine.skip(player)
+            case "resume" | "continue":
+                return await engine.resume(player, route=route)
+            case "quit" | "stop":
+                return await engine.quit(player)
+            case "stats":
+                return await engine.stats(player)
+            case "help":
+                return [help_reply()]
+            case _:
+                return [help_reply(words[0][:40])]
+    except errors.QuizError as exc:
+        return [Rejected(exc.message, type(exc).__name__)]
+
+
+async def handle_action(engine: QuizEngine, player: Player, action_id: str, event_id: str,
+                        *, route: str | None = None) -> list[Reply]:
+    """Run a button click. `event_id` is the platform's id for this delivery (idempotency key)."""
+    action = Action.decode(action_id)
+    if action is None:
+        return [Rejected("That button is not one of mine.", "BadAction")]
+    try:
+        if action.kind == "a":
+            assert action.choice is not None
+            return await engine.answer(player, action.session_id, action.question_id, action.choice, event_id,
+                                       route=route)
+        if action.kind == "h":
+            return await engine.hint(player, action.session_id, action.question_id)
+        return await engine.skip(player, action.session_id, action.question_id)
+    except errors.QuizError as exc:
+        return [Rejected(exc.message, type(exc).__name__)]

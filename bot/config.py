@@ -1,0 +1,158 @@
+"""Settings from the environment and an optional .env file, read once at start-up (never at import).
+
+Every setting is documented in .env.example with its default. A bad value raises SettingsError with
+one line naming the setting, which the CLI prints instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+
+class SettingsError(Exception):
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"{name}: {problem}")
+
+
+_TOKEN_SHAPES = {
+    "SLACK_BOT_TOKEN": (re.compile(r"^xoxb-[A-Za-z0-9-]+$"), "must look like xoxb-..."),
+    "SLACK_APP_TOKEN": (re.compile(r"^xapp-[A-Za-z0-9-]+$"), "must look like xapp-..."),
+    "SLACK_SIGNING_SECRET": (re.compile(r"^[A-Za-z0-9]{16,}$"), "must be the app's signing secret (hex)"),
+    "SLACK_BADGE_USERGROUP_ID": (re.compile(r"^S[A-Z0-9]+$"), "must be a user group id like S0123ABCD"),
+    "DISCORD_TOKEN": (re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$"),
+                      "must be a Discord bot token (three dot-separated parts)"),
+    "DISCORD_APPLICATION_ID": (re.compile(r"^\d{15,22}$"), "must be the numeric application id"),
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: Path = Path("mldebt.sqlite3")
+    question_bank: tuple[Path, ...] = ()
+    timezone: str = "UTC"
+    time_limit_scale: float = 1.0
+    log_level: str = "INFO"
+    celebrate: bool = True
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_badge_usergroup_id: str | None = None
+    http_host: str = "0.0.0.0"
+    http_port: int = 3000
+    discord_token: str | None = field(default=None, repr=False)
+    discord_application_id: str | None = None
+    discord_mastery_role: str = "Technical Debt Mastery"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def discord_enabled(self) -> bool:
+        return self.discord_token is not None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+        """Merge `.env` (if present) under the real environment, then validate."""
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            if value is None or value.strip() == "":
+                return None
+            return value.strip()
+
+        kwargs: dict[str, object] = {}
+        for name, (pattern, problem) in _TOKEN_SHAPES.items():
+            value = get(name)
+            if value is not None:
+                if not pattern.match(value):
+                    raise SettingsError(name, problem)
+                kwargs[name.lower()] = value
+
+        if (db := get("MLDEBT_DATABASE")) is not None:
+            kwargs["database"] = Path(db)
+        database = Path(kwargs.get("database", cls.database))  # type: ignore[arg-type]
+        _check_writable(database)
+
+        if (bank := get("MLDEBT_QUESTION_BANK")) is not None:
+            paths = tuple(Path(p) for p in bank.split(os.pathsep) if p)
+            for p in paths:
+                if not p.exists():
+                    raise SettingsError("MLDEBT_QUESTION_BANK", f"{p} does not exist")
+            kwargs["question_bank"] = paths
+
+        if (tz := get("MLDEBT_TIMEZONE")) is not None:
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise SettingsError("MLDEBT_TIMEZONE", f"unknown IANA time zone {tz!r} (e.g. Europe/Berlin)") from None
+            kwargs["timezone"] = tz
+
+        if (scale := get("MLDEBT_TIME_LIMIT_SCALE")) is not None:
+            try:
+                value = float(scale)
+            except ValueError:
+                value = -1.0
+            if not 0 < value <= 10:
+                raise SettingsError("MLDEBT_TIME_LIMIT_SCALE", f"must be a number above 0 and at most 10, got {scale!r}")
+            kwargs["time_limit_scale"] = value
+
+        if (level := get("MLDEBT_LOG_LEVEL")) is not None:
+            if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                raise SettingsError("MLDEBT_LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
+            kwargs["log_level"] = level.upper()
+
+        if (celebrate := get("MLDEBT_CELEBRATE")) is not None:
+            if celebrate.lower() not in _TRUE | _FALSE:
+                raise SettingsError("MLDEBT_CELEBRATE", "must be true or false")
+            kwargs["celebrate"] = celebrate.lower() in _TRUE
+
+        if (host := get("MLDEBT_HTTP_HOST")) is not None:
+            kwargs["http_host"] = host
+        if (port := get("MLDEBT_HTTP_PORT") or get("PORT")) is not None:
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise SettingsError("MLDEBT_HTTP_PORT", f"must be a port number 1-65535, got {port!r}")
+            kwargs["http_port"] = int(port)
+
+        if (role := get("DISCORD_MASTERY_ROLE")) is not None:
+            if len(role) > 100:
+                raise SettingsError("DISCORD_MASTERY_ROLE", "must be at most 100 characters")
+            kwargs["discord_mastery_role"] = role
+
+        if "slack_bot_token" in kwargs and "slack_app_token" not in kwargs and "slack_signing_secret" not in kwargs:
+            raise SettingsError("SLACK_SIGNING_SECRET",
+                                "required for HTTP mode when SLACK_BOT_TOKEN is set without SLACK_APP_TOKEN")
+        if ("slack_app_token" in kwargs or "slack_signing_secret" in kwargs) and "slack_bot_token" not in kwargs:
+            raise SettingsError("SLACK_BOT_TOKEN", "required when other SLACK_* tokens are set")
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _check_writable(database: Path) -> None:
+    parent = database.parent if str(database.parent) else Path(".")
+    if database.exists():
+        ok = os.access(database, os.W_OK)
+    else:
+        ok = parent.is_dir() and os.access(parent, os.W_OK)
+    if not ok:
+        raise SettingsError("MLDEBT_DATABASE", f"cannot write {database} (check the folder exists and is writable)")

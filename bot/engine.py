@@ -1,0 +1,507 @@
+"""QuizEngine: every quiz rule, one database transaction per call.
+
+Adapters call these coroutines with a Player and ids taken from the platform event and render the
+replies they get back. Correctness never depends on a timer: deadlines are stored instants and
+every call judges lateness against the injected clock, so a late click counts as a time-out even if
+no timer fired. Rejected actions raise a QuizError (see bot/errors.py) and write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from . import errors
+from .bank import DIFFICULTIES, LETTERS, Bank, Question
+from .clock import Clock
+from .modes import (
+    CHALLENGE,
+    MODES,
+    PRACTICE,
+    TEST,
+    Mode,
+    NoQuestions,
+    pick_challenge,
+    pick_practice,
+    pick_test,
+)
+from .replies import (
+    BADGE_MASTERY,
+    ActiveSession,
+    BadgeAwarded,
+    Breakdown,
+    Choice,
+    ConceptCard,
+    Feedback,
+    Hint,
+    ItemResult,
+    Player,
+    QuestionCard,
+    Reply,
+    SessionStarted,
+    Skipped,
+    Stats,
+    Summary,
+    TimeUp,
+    TopicInfo,
+    TopicList,
+    WorkedSolution,
+)
+from .scoring import points_for
+from .store import AnswerRow, ItemRow, SessionRow, Store, Tx
+from .store.base import StoreBusy
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Replies produced without a user action (a time-out): who gets them and where."""
+
+    player: Player
+    session_id: str
+    mode: str
+    route: str | None
+    replies: tuple[Reply, ...]
+
+
+def _ts(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+class QuizEngine:
+    def __init__(self, store: Store, bank: Bank, clock: Clock, *, rng: random.Random | None = None) -> None:
+        self.store = store
+        self.bank = bank
+        self.clock = clock
+        self.rng = rng or random.Random()
+        # set whenever a new deadline is stored, so the scheduler can re-read the earliest one
+        self.deadlines_changed = asyncio.Event()
+
+    # -----------------------------------------------------------------------------------------
+    # plumbing
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Tx]:
+        try:
+            async with self.store.transaction() as tx:
+                yield tx
+        except StoreBusy as exc:
+            raise errors.Busy() from exc
+
+    def _now(self) -> float:
+        return self.clock.now().timestamp()
+
+    async def _player_id(self, tx: Tx, player: Player) -> int:
+        return await tx.upsert_player(player.platform, player.tenant, player.user, player.display_name, self._now())
+
+    async def _owned_session(self, tx: Tx, player: Player, session_id: str | None) -> SessionRow:
+        pid = await self._player_id(tx, player)
+        if session_id is None:
+            session = await tx.open_session_for(pid)
+            if session is None:
+                raise errors.NoActiveSession()
+            return session
+        session = await tx.get_session(session_id)
+        if session is None:
+            raise errors.SessionNotFound()
+        if session.player_id != pid:
+            raise errors.NotYourSession()
+        return session
+
+    async def _player_of(self, tx: Tx, session: SessionRow) -> Player:
+        row = await tx.get_player(session.player_id)
+        assert row is not None
+        return Player(row.platform, row.tenant, row.user_id, row.display_name)
+
+    def _shuffle(self) -> str:
+        order = list(LETTERS)
+        self.rng.shuffle(order)
+        return "".join(order)
+
+    def _open_item(self, item: ItemRow, mode: Mode, now: float) -> None:
+        item.status = "open"
+        if mode.timed:
+            item.deadline = now + self.bank.question(item.question_id).time_limit
+            self.deadlines_changed.set()
+
+    def _card(self, session: SessionRow, item: ItemRow) -> QuestionCard:
+        mode = MODES[session.mode]
+        q = self.bank.question(item.question_id)
+        choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(orig)]) for i, orig in enumerate(item.choice_order))
+        return QuestionCard(
+            session_id=session.id,
+            question_id=q.id,
+            mode=session.mode,
+            position=item.position + 1,
+            total=session.total,
+            topic=q.topic,
+            difficulty=q.difficulty,
+            type=q.type,
+            prompt=q.prompt,
+            code=q.code,
+            choices=choices,
+            deadline=_ts(item.deadline),
+            time_limit=q.time_limit if item.deadline is not None else None,
+            attempts_left=mode.attempts - item.attempts_used,
+            hint_used=item.hint_used,
+            hint_costs_points=mode.hint_costs_points,
+        )
+
+    @staticmethod
+    def _shown_answer(q: Question, item: ItemRow) -> str:
+        return LETTERS[item.choice_order.index(q.answer)]
+
+    def _feedback(self, q: Question, item: ItemRow, mode: Mode, shown: str, correct: bool, points: int,
+                  attempt: int) -> Feedback:
+        final = correct or attempt >= mode.attempts
+        solution = None
+        if final and mode.shows_solution and q.solution is not None:
+            original = item.choice_order[LETTERS.index(shown)]
+            solution = WorkedSolution(
+                steps=q.solution.steps,
+                quick_check=q.solution.quick_check,
+                mistake=None if correct else q.solution.common_mistakes.get(original),
+            )
+        return Feedback(
+            session_id=item.session_id,
+            question_id=q.id,
+            chosen=shown,
+            correct=correct,
+            points=points,
+            attempts_left=max(0, mode.attempts - attempt),
+            final=final,
+            answer_letter=self._shown_answer(q, item) if final else None,
+            answer_text=q.answer_text if final else None,
+            explanation=q.explanation if final else None,
+            solution=solution,
+        )
+
+    # -----------------------------------------------------------------------------------------
+    # closing a question and moving on
+
+    async def _close_item(self, tx: Tx, session: SessionRow, item: ItemRow, outcome: str, now: float,
+                          points: int = 0) -> list[Reply]:
+        """Close the current item (compare-and-set) and open the next one or finish the session."""
+        mode = MODES[session.mode]
+        q = self.bank.question(item.question_id)
+        item.status, item.points, item.closed_at = outcome, points, now
+        if not await tx.close_item_if_open(item):
+            return []
+        replies: list[Reply] = []
+        shown = self._shown_answer(q, item)
+        if outcome == "timeout":
+            replies.append(TimeUp(session.id, q.id, shown, q.answer_text, q.explanation))
+        elif outcome == "skipped":
+            replies.append(Skipped(session.id, q.id, shown, q.answer_text, q.explanation))
+        answered = 0 if outcome == "skipped" else 1
+        await tx.add_to_totals(session.player_id, points, answered, int(outcome == "correct"))
+        session.correct += int(outcome == "correct")
+        session.points += points
+        session.position += 1
+        if session.position < session.total:
+            nxt = await tx.get_item(session.id, session.position)
+            assert nxt is not None
+            self._open_item(nxt, mode, now)
+            await tx.update_item(nxt)
+            await tx.update_session(session)
+            replies.append(self._card(session, nxt))
+            return replies
+        session.status, session.finished_at = "finished", now
+        await tx.update_session(session)
+        replies += await self._finish(tx, session)
+        return replies
+
+    async def _summary(self, tx: Tx, session: SessionRow) -> Summary:
+        items = await tx.get_items(session.id)
+        results = []
+        by_topic: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        by_diff: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for it in items:
+            q = self.bank.question(it.question_id)
+            outcome = it.status if it.status not in ("pending", "open") else "unanswered"
+            results.append(ItemResult(it.position + 1, q.id, q.topic, q.difficulty, outcome, it.points))
+            for table, key in ((by_topic, q.topic), (by_diff, q.difficulty)):
+                table[key][1] += 1
+                table[key][0] += int(it.status == "correct")
+        show_breakdown = session.mode == TEST.name
+        return Summary(
+            session_id=session.id,
+            mode=session.mode,
+            status=session.status,
+            correct=session.correct,
+            total=session.total,
+            points=session.points,
+            items=tuple(results),
+            by_topic=tuple(Breakdown(k, *v) for k, v in sorted(by_topic.items())) if show_breakdown else (),
+            by_difficulty=tuple(Breakdown(k, *by_diff[k]) for k in DIFFICULTIES if k in by_diff)
+            if show_breakdown else (),
+        )
+
+    async def _finish(self, tx: Tx, session: SessionRow) -> list[Reply]:
+        replies: list[Reply] = [await self._summary(tx, session)]
+        mode = MODES[session.mode]
+        if mode.awards_badge and session.status == "finished" and session.correct == session.total:
+            if await tx.award_badge(session.player_id, BADGE_MASTERY, session.id, self._now()):
+                replies.append(BadgeAwarded(await self._player_of(tx, session), BADGE_MASTERY, session.id))
+        return replies
+
+    async def _catch_up(self, tx: Tx, session: SessionRow, now: float) -> list[Reply]:
+        """Close the current question if its deadline passed (no timer needed for correctness)."""
+        if session.status != "open":
+            return []
+        item = await tx.get_item(session.id, session.position)
+        if item is not None and item.status == "open" and item.deadline is not None and now >= item.deadline:
+            return await self._close_item(tx, session, item, "timeout", now)
+        return []
+
+    # -----------------------------------------------------------------------------------------
+    # operations
+
+    def _validate_filters(self, topic: str | None, difficulty: str | None) -> None:
+        if topic is not None and topic not in self.bank.topics:
+            raise errors.BadRequest(f"Unknown topic '{topic}'. Topics: {', '.join(sorted(self.bank.topics))}.")
+        if difficulty is not None and difficulty not in DIFFICULTIES:
+            raise errors.BadRequest(f"Unknown difficulty '{difficulty}'. Use one of: {', '.join(DIFFICULTIES)}.")
+
+    async def start(self, player: Player, mode_name: str, *, topic: str | None = None,
+                    difficulty: str | None = None, route: str | None = None) -> list[Reply]:
+        mode = MODES.get(mode_name)
+        if mode is None:
+            raise errors.BadRequest(f"Unknown mode '{mode_name}'. Modes: {', '.join(MODES)}.")
+        self._validate_filters(topic, difficulty)
+        now = self._now()
+        async with self._tx() as tx:
+            pid = await self._player_id(tx, player)
+            existing = await tx.open_session_for(pid)
+            if existing is not None:
+                replies = await self._catch_up(tx, existing, now)
+                if existing.status == "open":
+                    if route is not None and route != existing.route:
+                        existing.route = route
+                        await tx.update_session(existing)
+                    item = await tx.get_item(existing.id, existing.position)
+                    assert item is not None
+                    return replies + [
+                        ActiveSession(existing.id, existing.mode, existing.position + 1, existing.total, mode.name),
+                        self._card(existing, item),
+                    ]
+            challenge_set = None
+            try:
+                if mode is CHALLENGE:
+                    played = await tx.challenge_sets_played(pid)
+                    challenge_set, qids = pick_challenge(self.bank, self.rng, {k for k, ok in played.items() if not ok})
+                elif mode is PRACTICE:
+                    qids = pick_practice(self.bank, self.rng, topic, difficulty)
+                else:
+                    qids = pick_test(self.bank, self.rng)
+            except NoQuestions as exc:
+                raise errors.BadRequest(str(exc)) from exc
+            session = SessionRow(id=secrets.token_hex(8), player_id=pid, mode=mode.name, status="open", position=0,
+                                 total=len(qids), created_at=now, challenge_set=challenge_set, route=route)
+            items = [ItemRow(session.id, i, qid, self._shuffle()) for i, qid in enumerate(qids)]
+            self._open_item(items[0], mode, now)
+            await tx.insert_session(session, items)
+        title = mode.title
+        if challenge_set is not None:
+            title += f": {next(s.title for s in self.bank.challenge_sets if s.id == challenge_set)}"
+        if topic is not None:
+            title += f": {self.bank.topics[topic].title}"
+        return [SessionStarted(session.id, mode.name, session.total, title), self._card(session, items[0])]
+
+    async def answer(self, player: Player, session_id: str, question_id: str, choice: str, event_id: str,
+                     *, route: str | None = None) -> list[Reply]:
+        """Record one answer. The same event id twice is recorded once and gets the same feedback."""
+        shown = (choice or "").strip().upper()
+        key = f"{player.platform}:{event_id}"
+        now = self._now()
+        async with self._tx() as tx:
+            prior = await tx.find_answer(key)
+            if prior is not None:
+                return await self._replay(tx, player, prior)
+            session = await self._owned_session(tx, player, session_id)
+            if session.status != "open":
+                raise errors.SessionClosed()
+            if route is not None and route != session.route:
+                session.route = route
+                await tx.update_session(session)
+            item = await tx.get_item(session.id, session.position)
+            if item is None or item.question_id != question_id or item.status != "open":
+                raise errors.QuestionClosed()
+            if shown not in LETTERS:
+                raise errors.UnknownChoice()
+            mode = MODES[session.mode]
+            q = self.bank.question(item.question_id)
+            attempt = item.attempts_used + 1
+            original = item.choice_order[LETTERS.index(shown)]
+            if item.deadline is not None and now >= item.deadline:
+                await tx.insert_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
+                                                 original, shown, "late", 0, key, now))
+                item.attempts_used = attempt
+                return await self._close_item(tx, session, item, "timeout", now)
+            if attempt > mode.attempts:
+                raise errors.NoAttemptsLeft()
+            correct = original == q.answer
+            points = points_for(q.difficulty, correct=correct, attempt=attempt, hint_used=item.hint_used,
+                                scored=mode.scored)
+            if not await tx.insert_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
+                                                    original, shown, "correct" if correct else "wrong", points,
+                                                    key, now)):
+                raise errors.QuestionClosed()
+            item.attempts_used = attempt
+            feedback = self._feedback(q, item, mode, shown, correct, points, attempt)
+            if not feedback.final:
+                await tx.update_item(item)
+                return [feedback]
+            return [feedback] + await self._close_item(tx, session, item, "correct" if correct else "wrong", now,
+                                                       points)
+
+    async def _replay(self, tx: Tx, player: Player, prior: AnswerRow) -> list[Reply]:
+        session = await tx.get_session(prior.session_id)
+        assert session is not None
+        if session.player_id != await self._player_id(tx, player):
+            raise errors.NotYourSession()
+        item = await tx.get_item(prior.session_id, prior.position)
+        assert item is not None
+        q = self.bank.question(prior.question_id)
+        mode = MODES[session.mode]
+        replies: list[Reply]
+        if prior.outcome == "late":
+            replies = [TimeUp(session.id, q.id, self._shown_answer(q, item), q.answer_text, q.explanation)]
+        else:
+            replies = [self._feedback(q, item, mode, prior.shown_choice, prior.outcome == "correct", prior.points,
+                                      prior.attempt)]
+        if session.status == "open" and session.position > prior.position:
+            current = await tx.get_item(session.id, session.position)
+            assert current is not None
+            replies.append(self._card(session, current))
+        elif session.status != "open" and prior.position == session.total - 1 and item.status != "open":
+            replies.append(await self._summary(tx, session))
+        return replies
+
+    async def hint(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
+        now = self._now()
+        async with self._tx() as tx:
+            session = await self._owned_session(tx, player, session_id)
+            if session.status != "open":
+                raise errors.SessionClosed()
+            late = await self._catch_up(tx, session, now)
+            if late:
+                return late
+            item = await tx.get_item(session.id, session.position)
+            assert item is not None
+            if question_id is not None and item.question_id != question_id:
+                raise errors.QuestionClosed()
+            if not item.hint_used:
+                item.hint_used = True
+                await tx.update_item(item)
+            mode = MODES[session.mode]
+            return [Hint(session.id, item.question_id, self.bank.question(item.question_id).hint,
+                         mode.hint_costs_points)]
+
+    async def skip(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
+        now = self._now()
+        async with self._tx() as tx:
+            session = await self._owned_session(tx, player, session_id)
+            if session.status != "open":
+                raise errors.SessionClosed()
+            late = await self._catch_up(tx, session, now)
+            if late:
+                return late
+            item = await tx.get_item(session.id, session.position)
+            assert item is not None
+            if question_id is not None and item.question_id != question_id:
+                raise errors.QuestionClosed()
+            return await self._close_item(tx, session, item, "skipped", now)
+
+    async def quit(self, player: Player) -> list[Reply]:
+        now = self._now()
+        async with self._tx() as tx:
+            session = await self._owned_session(tx, player, None)
+            item = await tx.get_item(session.id, session.position)
+            if item is not None and item.status == "open":
+                item.status, item.closed_at = "skipped", now
+                await tx.close_item_if_open(item)
+            session.status, session.finished_at = "abandoned", now
+            await tx.update_session(session)
+            return [await self._summary(tx, session)]
+
+    async def resume(self, player: Player, *, route: str | None = None) -> list[Reply]:
+        now = self._now()
+        async with self._tx() as tx:
+            session = await self._owned_session(tx, player, None)
+            replies = await self._catch_up(tx, session, now)
+            if replies:
+                return replies
+            if route is not None and route != session.route:
+                session.route = route
+                await tx.update_session(session)
+            item = await tx.get_item(session.id, session.position)
+            assert item is not None
+            return [self._card(session, item)]
+
+    async def expire_due(self, limit: int = 200) -> list[Delivery]:
+        """Close every question whose deadline has passed; return what to tell each player."""
+        now = self._now()
+        deliveries: list[Delivery] = []
+        async with self._tx() as tx:
+            for session_id, position in await tx.due_items(now, limit):
+                session = await tx.get_session(session_id)
+                if session is None or session.status != "open" or session.position != position:
+                    continue
+                item = await tx.get_item(session_id, position)
+                assert item is not None
+                replies = await self._close_item(tx, session, item, "timeout", now)
+                if replies:
+                    deliveries.append(Delivery(await self._player_of(tx, session), session.id, session.mode,
+                                               session.route, tuple(replies)))
+        return deliveries
+
+    async def next_deadline(self) -> datetime | None:
+        async with self._tx() as tx:
+            return _ts(await tx.next_deadline())
+
+    # -----------------------------------------------------------------------------------------
+    # information
+
+    async def stats(self, player: Player) -> list[Reply]:
+        async with self._tx() as tx:
+            pid = await self._player_id(tx, player)
+            totals = await tx.totals(pid)
+            badges = await tx.badges(pid)
+            played = await tx.challenge_sets_played(pid)
+            per_topic: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            for qid, answered, correct in await tx.topic_accuracy(pid):
+                q = self.bank.questions.get(qid)
+                if q is not None:
+                    per_topic[q.topic][0] += correct
+                    per_topic[q.topic][1] += answered
+        return [Stats(
+            player=player,
+            points=totals.points,
+            answered=totals.answered,
+            correct=totals.correct,
+            badges=tuple(badges),
+            by_topic=tuple(Breakdown(t, c, n) for t, (c, n) in sorted(per_topic.items())),
+            challenges_played=len(played),
+        )]
+
+    def topics(self) -> list[Reply]:
+        infos = []
+        for t in sorted(self.bank.topics.values(), key=lambda t: t.id):
+            practice = sum(1 for qid in t.question_ids if self.bank.questions[qid].solution is not None)
+            infos.append(TopicInfo(t.id, t.title, len(t.question_ids), practice))
+        return [TopicList(tuple(infos))]
+
+    def learn(self, topic: str | None = None) -> list[Reply]:
+        if topic is None:
+            return self.topics()
+        self._validate_filters(topic, None)
+        t = self.bank.topics[topic]
+        practice = sum(1 for qid in t.question_ids if self.bank.questions[qid].solution is not None)
+        c = t.concept
+        return [ConceptCard(t.id, t.title, c.what, c.shows_up, c.pay_down, c.sources, practice)]

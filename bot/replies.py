@@ -1,0 +1,343 @@
+"""What the engine returns: platform-neutral, frozen replies.
+
+Adapters render each type richly (Block Kit, embeds, the terminal); every reply also has `text()`,
+a plain-text rendering an adapter can fall back on. `private` says whether only the player should
+see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+BADGE_MASTERY = "Technical Debt Mastery"
+
+
+@dataclass(frozen=True)
+class Player:
+    """Who is playing: a user inside a tenant (Slack team, Discord guild, or the console)."""
+
+    platform: str
+    tenant: str
+    user: str
+    display_name: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.platform, self.tenant, self.user)
+
+
+@dataclass(frozen=True)
+class Reply:
+    private = True
+
+    def text(self) -> str:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Choice:
+    letter: str
+    text: str
+
+
+MODE_TITLES = {
+    "challenge": "Mastery challenge",
+    "practice": "Practice",
+    "test": "Test",
+    "review": "Review",
+    "daily": "Daily question",
+}
+
+
+@dataclass(frozen=True)
+class QuestionCard(Reply):
+    session_id: str
+    question_id: str
+    mode: str
+    position: int  # 1-based
+    total: int
+    topic: str
+    difficulty: str
+    type: str
+    prompt: str
+    code: str | None
+    choices: tuple[Choice, ...]
+    deadline: datetime | None
+    time_limit: int | None
+    attempts_left: int
+    hint_used: bool
+    hint_costs_points: bool
+
+    @property
+    def progress(self) -> str:
+        return f"{self.position}/{self.total}"
+
+    def text(self) -> str:
+        lines = [f"{MODE_TITLES.get(self.mode, self.mode)} {self.progress} · {self.topic} · {self.difficulty}",
+                 self.prompt]
+        if self.code:
+            lines.append(self.code.rstrip())
+        lines += [f"{c.letter}) {c.text}" for c in self.choices]
+        if self.deadline is not None:
+            lines.append(f"Answer by {self.deadline:%H:%M:%S} UTC ({self.time_limit} s).")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SessionStarted(Reply):
+    session_id: str
+    mode: str
+    total: int
+    title: str
+
+    def text(self) -> str:
+        return f"{self.title}: {self.total} question{'s' if self.total != 1 else ''}."
+
+
+@dataclass(frozen=True)
+class ActiveSession(Reply):
+    """Start was asked while a session is open: offer to carry on with it (or quit)."""
+
+    session_id: str
+    mode: str
+    position: int
+    total: int
+    requested_mode: str
+
+    def text(self) -> str:
+        return (f"You already have a {MODE_TITLES.get(self.mode, self.mode).lower()} open "
+                f"({self.position}/{self.total}). Here is your current question; use `quit` to end it "
+                f"and start a new {self.requested_mode}.")
+
+
+@dataclass(frozen=True)
+class WorkedSolution:
+    steps: tuple[str, ...]
+    quick_check: str
+    mistake: str | None  # what the learner's wrong pick usually means
+
+
+@dataclass(frozen=True)
+class Feedback(Reply):
+    session_id: str
+    question_id: str
+    chosen: str  # the letter the player saw
+    correct: bool
+    points: int
+    attempts_left: int
+    final: bool  # no more attempts on this question
+    answer_letter: str | None  # revealed only when final
+    answer_text: str | None
+    explanation: str | None
+    solution: WorkedSolution | None = None
+
+    def text(self) -> str:
+        if self.correct:
+            head = f"Correct! +{self.points} points."
+        elif not self.final:
+            head = (f"Not quite: {self.chosen} is wrong. {self.attempts_left} attempt"
+                    f"{'s' if self.attempts_left != 1 else ''} left.")
+        else:
+            head = f"Wrong: the answer is {self.answer_letter}) {self.answer_text}"
+        parts = [head]
+        if self.explanation:
+            parts.append(self.explanation)
+        if self.solution:
+            parts.append("Worked solution:")
+            parts += [f"  {i}. {s}" for i, s in enumerate(self.solution.steps, 1)]
+            parts.append(f"Quick check: {self.solution.quick_check}")
+            if self.solution.mistake:
+                parts.append(f"About your pick: {self.solution.mistake}")
+        return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Hint(Reply):
+    session_id: str
+    question_id: str
+    hint: str
+    costs_points: bool
+
+    def text(self) -> str:
+        suffix = " (a hint lowers this question's points by 25%)" if self.costs_points else ""
+        return f"Hint: {self.hint}{suffix}"
+
+
+@dataclass(frozen=True)
+class TimeUp(Reply):
+    session_id: str
+    question_id: str
+    answer_letter: str
+    answer_text: str
+    explanation: str
+
+    def text(self) -> str:
+        return f"Time's up! The answer was {self.answer_letter}) {self.answer_text}\n{self.explanation}"
+
+
+@dataclass(frozen=True)
+class Skipped(Reply):
+    session_id: str
+    question_id: str
+    answer_letter: str
+    answer_text: str
+    explanation: str
+
+    def text(self) -> str:
+        return f"Skipped. The answer was {self.answer_letter}) {self.answer_text}\n{self.explanation}"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    position: int
+    question_id: str
+    topic: str
+    difficulty: str
+    outcome: str  # correct | wrong | timeout | skipped | unanswered
+    points: int
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    label: str
+    correct: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Summary(Reply):
+    session_id: str
+    mode: str
+    status: str  # finished | abandoned
+    correct: int
+    total: int
+    points: int
+    items: tuple[ItemResult, ...]
+    by_topic: tuple[Breakdown, ...] = ()
+    by_difficulty: tuple[Breakdown, ...] = ()
+
+    def text(self) -> str:
+        title = MODE_TITLES.get(self.mode, self.mode)
+        verb = "finished" if self.status == "finished" else "ended early"
+        lines = [f"{title} {verb}: {self.correct}/{self.total} correct, {self.points} points."]
+        for it in self.items:
+            lines.append(f"  {it.position}. {it.question_id} ({it.topic}, {it.difficulty}): {it.outcome}"
+                         f"{f' +{it.points}' if it.points else ''}")
+        if self.by_topic:
+            lines.append("By topic: " + ", ".join(f"{b.label} {b.correct}/{b.total}" for b in self.by_topic))
+        if self.by_difficulty:
+            lines.append("By difficulty: " + ", ".join(f"{b.label} {b.correct}/{b.total}"
+                                                       for b in self.by_difficulty))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BadgeAwarded(Reply):
+    private = False
+    player: Player
+    badge: str
+    session_id: str
+
+    def text(self) -> str:
+        return f"{self.player.display_name or self.player.user} earned the \"{self.badge}\" badge: 5/5!"
+
+
+@dataclass(frozen=True)
+class Notice(Reply):
+    message: str
+
+    def text(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Rejected(Reply):
+    """An action the engine refused (a QuizError): shown privately, nothing was written."""
+
+    message: str
+    reason: str = "error"
+
+    def text(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class HelpText(Reply):
+    commands: tuple[tuple[str, str], ...]
+    intro: str = ""
+
+    def text(self) -> str:
+        width = max(len(u) for u, _ in self.commands)
+        lines = [self.intro] if self.intro else []
+        lines += [f"  {u.ljust(width)}  {d}" for u, d in self.commands]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    id: str
+    title: str
+    questions: int
+    practice: int
+
+
+@dataclass(frozen=True)
+class TopicList(Reply):
+    topics: tuple[TopicInfo, ...]
+
+    def text(self) -> str:
+        return "Topics:\n" + "\n".join(
+            f"  {t.id}: {t.title} ({t.practice} practice problems)" for t in self.topics)
+
+
+@dataclass(frozen=True)
+class ConceptCard(Reply):
+    topic: str
+    title: str
+    what: str
+    shows_up: tuple[str, ...]
+    pay_down: tuple[str, ...]
+    sources: tuple[str, ...]
+    practice_count: int
+
+    def text(self) -> str:
+        lines = [self.title, self.what, "How it shows up:"]
+        lines += [f"  - {s}" for s in self.shows_up]
+        lines.append("How to pay it down:")
+        lines += [f"  - {s}" for s in self.pay_down]
+        lines.append("Sources: " + "; ".join(self.sources))
+        lines.append(f"{self.practice_count} practice problems: `practice {self.topic}`")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Stats(Reply):
+    player: Player
+    points: int
+    answered: int
+    correct: int
+    badges: tuple[str, ...]
+    by_topic: tuple[Breakdown, ...]
+    challenges_played: int
+    streak: int = 0
+    team: str | None = None
+    rank: int | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.answered if self.answered else 0.0
+
+    def text(self) -> str:
+        lines = [f"Points: {self.points} · answered {self.answered} · accuracy {self.accuracy:.0%}",
+                 f"Badges: {', '.join(self.badges) if self.badges else 'none yet'}",
+                 f"Challenges played: {self.challenges_played}"]
+        if self.streak:
+            lines.append(f"Streak: {self.streak} day{'s' if self.streak != 1 else ''}")
+        if self.team:
+            lines.append(f"Team: {self.team}")
+        if self.rank:
+            lines.append(f"Rank: #{self.rank}")
+        if self.by_topic:
+            lines.append("By topic: " + ", ".join(f"{b.label} {b.correct}/{b.total}" for b in self.by_topic))
+        return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Versioned schema migrations. Append only: a released step is never edited.
+
+Plain SQL that PostgreSQL also accepts (partial indexes, ON CONFLICT); the SQLite store applies
+each step in its own transaction and records the version in `schema_migrations`.
+"""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "players, sessions, items, answers, totals, badges",
+        """
+        CREATE TABLE players (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            display_name TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            UNIQUE (platform, tenant, user_id)
+        );
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            mode TEXT NOT NULL,
+            status TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            challenge_set TEXT,
+            route TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            correct INTEGER NOT NULL DEFAULT 0,
+            points INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE UNIQUE INDEX sessions_one_open ON sessions(player_id) WHERE status = 'open';
+        CREATE INDEX sessions_player ON sessions(player_id, mode);
+        CREATE TABLE session_items (
+            session_id TEXT NOT NULL REFERENCES sessions(id),
+            position INTEGER NOT NULL,
+            question_id TEXT NOT NULL,
+            choice_order TEXT NOT NULL,
+            status TEXT NOT NULL,
+            deadline REAL,
+            attempts_used INTEGER NOT NULL DEFAULT 0,
+            hint_used INTEGER NOT NULL DEFAULT 0,
+            points INTEGER NOT NULL DEFAULT 0,
+            closed_at REAL,
+            PRIMARY KEY (session_id, position)
+        );
+        CREATE INDEX session_items_due ON session_items(deadline) WHERE status = 'open' AND deadline IS NOT NULL;
+        CREATE TABLE answers (
+            id INTEGER PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions(id),
+            position INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            question_id TEXT NOT NULL,
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            choice TEXT NOT NULL,
+            shown_choice TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            points INTEGER NOT NULL,
+            event_key TEXT NOT NULL UNIQUE,
+            answered_at REAL NOT NULL,
+            UNIQUE (session_id, position, attempt)
+        );
+        CREATE TABLE player_totals (
+            player_id INTEGER PRIMARY KEY REFERENCES players(id),
+            points INTEGER NOT NULL DEFAULT 0,
+            answered INTEGER NOT NULL DEFAULT 0,
+            correct INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE badges (
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            badge TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            awarded_at REAL NOT NULL,
+            PRIMARY KEY (player_id, badge)
+        );
+        """,
+    ),
+]

@@ -1,0 +1,274 @@
+"""The aiosqlite implementation of Store: WAL, a busy timeout, foreign keys, versioned migrations.
+
+One connection per process; transactions are serialised on it with an asyncio lock and opened with
+BEGIN IMMEDIATE, so that a second process on the same file waits (busy timeout) instead of failing
+half-way through a read-then-write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from .base import AnswerRow, ItemRow, PlayerRow, SessionRow, Store, StoreBusy, Totals, Tx
+from .migrations import MIGRATIONS
+
+_SESSION_COLS = ("id, player_id, mode, status, position, total, created_at, challenge_set, route, "
+                 "finished_at, correct, points")
+_ITEM_COLS = ("session_id, position, question_id, choice_order, status, deadline, attempts_used, "
+              "hint_used, points, closed_at")
+_ANSWER_COLS = ("session_id, position, attempt, question_id, player_id, choice, shown_choice, outcome, "
+                "points, event_key, answered_at")
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be opened or written (path, permissions, a lock held too long)."""
+
+
+def _item(row: sqlite3.Row | tuple) -> ItemRow:
+    r = tuple(row)
+    return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9])
+
+
+class SqliteTx(Tx):
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _one(self, sql: str, params: tuple = ()) -> tuple | None:
+        async with self._db.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return tuple(row) if row is not None else None
+
+    async def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        async with self._db.execute(sql, params) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def _run(self, sql: str, params: tuple = ()) -> int:
+        async with self._db.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def upsert_player(self, platform: str, tenant: str, user_id: str, display_name: str, now: float) -> int:
+        row = await self._one(
+            "INSERT INTO players (platform, tenant, user_id, display_name, created_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (platform, tenant, user_id) DO UPDATE SET display_name = "
+            "CASE WHEN excluded.display_name != '' THEN excluded.display_name ELSE players.display_name END "
+            "RETURNING id",
+            (platform, tenant, user_id, display_name, now),
+        )
+        assert row is not None
+        return row[0]
+
+    async def get_player(self, player_id: int) -> PlayerRow | None:
+        row = await self._one(
+            "SELECT id, platform, tenant, user_id, display_name FROM players WHERE id = ?", (player_id,))
+        return PlayerRow(*row) if row else None
+
+    async def open_session_for(self, player_id: int) -> SessionRow | None:
+        row = await self._one(
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE player_id = ? AND status = 'open'", (player_id,))
+        return SessionRow(*row) if row else None
+
+    async def get_session(self, session_id: str) -> SessionRow | None:
+        row = await self._one(f"SELECT {_SESSION_COLS} FROM sessions WHERE id = ?", (session_id,))
+        return SessionRow(*row) if row else None
+
+    async def insert_session(self, session: SessionRow, items: list[ItemRow]) -> None:
+        s = session
+        await self._run(
+            f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.id, s.player_id, s.mode, s.status, s.position, s.total, s.created_at, s.challenge_set,
+             s.route, s.finished_at, s.correct, s.points),
+        )
+        await self._db.executemany(
+            f"INSERT INTO session_items ({_ITEM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i.session_id, i.position, i.question_id, i.choice_order, i.status, i.deadline,
+              i.attempts_used, int(i.hint_used), i.points, i.closed_at) for i in items],
+        )
+
+    async def update_session(self, session: SessionRow) -> None:
+        s = session
+        await self._run(
+            "UPDATE sessions SET status = ?, position = ?, route = ?, finished_at = ?, correct = ?, points = ? "
+            "WHERE id = ?",
+            (s.status, s.position, s.route, s.finished_at, s.correct, s.points, s.id),
+        )
+
+    async def get_item(self, session_id: str, position: int) -> ItemRow | None:
+        row = await self._one(
+            f"SELECT {_ITEM_COLS} FROM session_items WHERE session_id = ? AND position = ?", (session_id, position))
+        return _item(row) if row else None
+
+    async def get_items(self, session_id: str) -> list[ItemRow]:
+        rows = await self._all(
+            f"SELECT {_ITEM_COLS} FROM session_items WHERE session_id = ? ORDER BY position", (session_id,))
+        return [_item(r) for r in rows]
+
+    async def update_item(self, item: ItemRow) -> None:
+        i = item
+        await self._run(
+            "UPDATE session_items SET status = ?, deadline = ?, attempts_used = ?, hint_used = ?, points = ?, "
+            "closed_at = ? WHERE session_id = ? AND position = ?",
+            (i.status, i.deadline, i.attempts_used, int(i.hint_used), i.points, i.closed_at, i.session_id,
+             i.position),
+        )
+
+    async def close_item_if_open(self, item: ItemRow) -> bool:
+        i = item
+        changed = await self._run(
+            "UPDATE session_items SET status = ?, attempts_used = ?, hint_used = ?, points = ?, closed_at = ? "
+            "WHERE session_id = ? AND position = ? AND status = 'open'",
+            (i.status, i.attempts_used, int(i.hint_used), i.points, i.closed_at, i.session_id, i.position),
+        )
+        return changed == 1
+
+    async def find_answer(self, event_key: str) -> AnswerRow | None:
+        row = await self._one(f"SELECT {_ANSWER_COLS} FROM answers WHERE event_key = ?", (event_key,))
+        return AnswerRow(*row) if row else None
+
+    async def insert_answer(self, answer: AnswerRow) -> bool:
+        a = answer
+        changed = await self._run(
+            f"INSERT INTO answers ({_ANSWER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (a.session_id, a.position, a.attempt, a.question_id, a.player_id, a.choice, a.shown_choice,
+             a.outcome, a.points, a.event_key, a.answered_at),
+        )
+        return changed == 1
+
+    async def add_to_totals(self, player_id: int, points: int, answered: int, correct: int) -> None:
+        await self._run(
+            "INSERT INTO player_totals (player_id, points, answered, correct) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (player_id) DO UPDATE SET points = player_totals.points + excluded.points, "
+            "answered = player_totals.answered + excluded.answered, "
+            "correct = player_totals.correct + excluded.correct",
+            (player_id, points, answered, correct),
+        )
+
+    async def totals(self, player_id: int) -> Totals:
+        row = await self._one(
+            "SELECT points, answered, correct FROM player_totals WHERE player_id = ?", (player_id,))
+        return Totals(*row) if row else Totals()
+
+    async def award_badge(self, player_id: int, badge: str, session_id: str, now: float) -> bool:
+        changed = await self._run(
+            "INSERT INTO badges (player_id, badge, session_id, awarded_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (player_id, badge, session_id, now),
+        )
+        return changed == 1
+
+    async def badges(self, player_id: int) -> list[str]:
+        rows = await self._all("SELECT badge FROM badges WHERE player_id = ? ORDER BY awarded_at", (player_id,))
+        return [r[0] for r in rows]
+
+    async def due_items(self, now: float, limit: int) -> list[tuple[str, int]]:
+        rows = await self._all(
+            "SELECT session_id, position FROM session_items WHERE status = 'open' AND deadline IS NOT NULL "
+            "AND deadline <= ? ORDER BY deadline LIMIT ?",
+            (now, limit),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def next_deadline(self) -> float | None:
+        row = await self._one(
+            "SELECT MIN(deadline) FROM session_items WHERE status = 'open' AND deadline IS NOT NULL")
+        return row[0] if row else None
+
+    async def challenge_sets_played(self, player_id: int) -> dict[str, bool]:
+        rows = await self._all(
+            "SELECT challenge_set, MAX(CASE WHEN status = 'finished' AND correct = total THEN 1 ELSE 0 END) "
+            "FROM sessions WHERE player_id = ? AND mode = 'challenge' AND status != 'open' "
+            "AND challenge_set IS NOT NULL GROUP BY challenge_set",
+            (player_id,),
+        )
+        return {r[0]: bool(r[1]) for r in rows}
+
+    async def topic_accuracy(self, player_id: int) -> list[tuple[str, int, int]]:
+        return await self._all(
+            "SELECT i.question_id, COUNT(*), SUM(CASE WHEN i.status = 'correct' THEN 1 ELSE 0 END) "
+            "FROM session_items i JOIN sessions s ON s.id = i.session_id "
+            "WHERE s.player_id = ? AND i.status IN ('correct', 'wrong', 'timeout') GROUP BY i.question_id",
+            (player_id,),
+        )
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000, synchronous: str = "NORMAL") -> None:
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            parent = Path(self.path).parent
+            if not parent.exists():
+                raise StoreUnavailable(f"folder {parent} does not exist")
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._migrate()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def _migrate(self) -> None:
+        assert self._db is not None
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+            async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
+                current = (await cur.fetchone())[0]
+            for version, name, sql in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in (s.strip() for s in sql.split(";")):
+                    if statement:
+                        await db.execute(statement)
+                await db.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def schema_version(self) -> int:
+        assert self._db is not None
+        async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
+            return (await cur.fetchone())[0]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        if self._db is None:
+            raise StoreUnavailable("the store is not open")
+        db = self._db
+        async with self._lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreBusy(str(exc)) from exc
+            try:
+                yield SqliteTx(db)
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            try:
+                await db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                await db.execute("ROLLBACK")
+                raise StoreBusy(str(exc)) from exc
