@@ -28,6 +28,10 @@ HELP: tuple[tuple[str, str], ...] = (
     ("stats", "your points, accuracy by topic and badges"),
     ("help", "this list"),
 )
+ADMIN_HELP: tuple[tuple[str, str], ...] = (
+    ("admin status", "pending badge grants and their reasons; celebration on/off"),
+    ("admin celebrate on|off", "post (or not) a public celebration when someone earns the badge"),
+)
 HELP_INTRO = "mldebt teaches technical debt in ML systems. Commands:"
 
 _ACTION = re.compile(r"^mldebt:(?P<kind>[ahs]):(?P<session>[0-9a-f]{1,32}):(?P<question>[a-z0-9-]{1,40})"
@@ -70,8 +74,25 @@ def _practice_filters(engine: QuizEngine, args: list[str]) -> tuple[str | None, 
     return topic, difficulty
 
 
-async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: str | None = None) -> list[Reply]:
-    """Run one typed command (the text after `/mldebt`)."""
+async def _admin(engine: QuizEngine, player: Player, args: list[str], is_admin: bool,
+                 celebrate_default: bool) -> list[Reply]:
+    if not is_admin:
+        return [Rejected("Only workspace or server admins can use `admin` commands.", "NotAdmin")]
+    if args == ["status"]:
+        return await engine.admin_status(player, celebrate_default=celebrate_default)
+    if len(args) == 2 and args[0] == "celebrate" and args[1] in ("on", "off"):
+        await engine.set_tenant_flag(player.platform, player.tenant, "celebrate", args[1] == "on")
+        return await engine.admin_status(player, celebrate_default=celebrate_default)
+    return [HelpText(ADMIN_HELP, "Admin commands:")]
+
+
+async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: str | None = None,
+                      is_admin: bool = False, celebrate_default: bool = True) -> list[Reply]:
+    """Run one typed command (the text after `/mldebt`).
+
+    `is_admin` is the platform's verdict (Discord Manage Server, Slack workspace admin); the
+    console's single local player is always admin.
+    """
     words = (text or "").strip().split()
     if not words:
         return [help_reply()]
@@ -99,6 +120,8 @@ async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: s
                 return await engine.stats(player)
             case "help":
                 return [help_reply()]
+            case "admin":
+                return await _admin(engine, player, args, is_admin, celebrate_default)
             case _:
                 return [help_reply(words[0][:40])]
     except errors.QuizError as exc:

@@ -34,6 +34,7 @@ from .modes import (
 from .replies import (
     BADGE_MASTERY,
     ActiveSession,
+    AdminStatus,
     BadgeAwarded,
     Breakdown,
     Choice,
@@ -41,6 +42,7 @@ from .replies import (
     Feedback,
     Hint,
     ItemResult,
+    PendingGrant,
     Player,
     QuestionCard,
     Reply,
@@ -81,6 +83,8 @@ class QuizEngine:
         self.rng = rng or random.Random()
         # set whenever a new deadline is stored, so the scheduler can re-read the earliest one
         self.deadlines_changed = asyncio.Event()
+        # platforms where a badge also means a platform grant (a role, a user group) to carry out
+        self.grant_platforms: set[str] = set()
 
     # -----------------------------------------------------------------------------------------
     # plumbing
@@ -247,7 +251,10 @@ class QuizEngine:
         mode = MODES[session.mode]
         if mode.awards_badge and session.status == "finished" and session.correct == session.total:
             if await tx.award_badge(session.player_id, BADGE_MASTERY, session.id, self._now()):
-                replies.append(BadgeAwarded(await self._player_of(tx, session), BADGE_MASTERY, session.id))
+                player = await self._player_of(tx, session)
+                if player.platform in self.grant_platforms:
+                    await tx.add_grant(session.player_id, BADGE_MASTERY, self._now())
+                replies.append(BadgeAwarded(player, BADGE_MASTERY, session.id))
         return replies
 
     async def _catch_up(self, tx: Tx, session: SessionRow, now: float) -> list[Reply]:
@@ -464,6 +471,35 @@ class QuizEngine:
     async def next_deadline(self) -> datetime | None:
         async with self._tx() as tx:
             return _ts(await tx.next_deadline())
+
+    # -----------------------------------------------------------------------------------------
+    # platform grants and per-tenant settings
+
+    async def pending_grants(self, platform: str, tenant: str | None = None) -> list[PendingGrant]:
+        async with self._tx() as tx:
+            rows = await tx.grants(platform, tenant, "pending")
+        return [PendingGrant(Player(r.player.platform, r.player.tenant, r.player.user_id, r.player.display_name),
+                             r.badge, r.reason, r.attempts, _ts(r.updated_at)) for r in rows]
+
+    async def record_grant(self, player: Player, badge: str, *, ok: bool, reason: str | None = None) -> None:
+        """The adapter tried the platform grant: done, or still pending with the reason (retried later)."""
+        async with self._tx() as tx:
+            pid = await self._player_id(tx, player)
+            await tx.set_grant(pid, badge, "done" if ok else "pending", reason, self._now())
+
+    async def tenant_flag(self, platform: str, tenant: str, key: str, default: bool) -> bool:
+        async with self._tx() as tx:
+            value = await tx.get_setting(platform, tenant, key)
+        return default if value is None else value == "on"
+
+    async def set_tenant_flag(self, platform: str, tenant: str, key: str, on: bool) -> None:
+        async with self._tx() as tx:
+            await tx.set_setting(platform, tenant, key, "on" if on else "off")
+
+    async def admin_status(self, player: Player, *, celebrate_default: bool) -> list[Reply]:
+        celebrate = await self.tenant_flag(player.platform, player.tenant, "celebrate", celebrate_default)
+        pending = await self.pending_grants(player.platform, player.tenant)
+        return [AdminStatus(player.platform, player.tenant, celebrate, tuple(pending))]
 
     # -----------------------------------------------------------------------------------------
     # information

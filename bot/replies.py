@@ -341,3 +341,34 @@ class Stats(Reply):
         if self.by_topic:
             lines.append("By topic: " + ", ".join(f"{b.label} {b.correct}/{b.total}" for b in self.by_topic))
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PendingGrant:
+    """A badge whose platform side (a Discord role, a Slack user group) is not granted yet."""
+
+    player: Player
+    badge: str
+    reason: str | None
+    attempts: int
+    since: datetime
+
+
+@dataclass(frozen=True)
+class AdminStatus(Reply):
+    platform: str
+    tenant: str
+    celebrate: bool
+    pending: tuple[PendingGrant, ...]
+
+    def text(self) -> str:
+        lines = [f"Badge celebrations: {'on' if self.celebrate else 'off'}"]
+        if not self.pending:
+            lines.append("No pending badge grants.")
+        else:
+            lines.append(f"{len(self.pending)} pending badge grant{'s' if len(self.pending) != 1 else ''}:")
+            for g in self.pending:
+                who = g.player.display_name or g.player.user
+                lines.append(f"  - {who}: {g.badge} ({g.attempts} attempt{'s' if g.attempts != 1 else ''})"
+                             f"{': ' + g.reason if g.reason else ''}")
+        return "\n".join(lines)

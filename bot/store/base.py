@@ -76,6 +76,16 @@ class Totals:
     correct: int = 0
 
 
+@dataclass
+class GrantRow:
+    player: PlayerRow
+    badge: str
+    status: str  # pending | done
+    reason: str | None
+    attempts: int
+    updated_at: float
+
+
 class Tx(ABC):
     """One database transaction. Every method is a single plain-SQL statement or two."""
 
@@ -114,6 +124,17 @@ class Tx(ABC):
         """Compare-and-set: True only for the call that created the badge."""
     @abstractmethod
     async def badges(self, player_id: int) -> list[str]: ...
+    @abstractmethod
+    async def add_grant(self, player_id: int, badge: str, now: float) -> None:
+        """Record that the platform side of a badge (role, user group) is still to be granted."""
+    @abstractmethod
+    async def set_grant(self, player_id: int, badge: str, status: str, reason: str | None, now: float) -> None: ...
+    @abstractmethod
+    async def grants(self, platform: str, tenant: str | None, status: str | None) -> list[GrantRow]: ...
+    @abstractmethod
+    async def get_setting(self, platform: str, tenant: str, key: str) -> str | None: ...
+    @abstractmethod
+    async def set_setting(self, platform: str, tenant: str, key: str, value: str) -> None: ...
     @abstractmethod
     async def due_items(self, now: float, limit: int) -> list[tuple[str, int]]: ...
     @abstractmethod

@@ -79,3 +79,29 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
 ]
+
+MIGRATIONS.append(
+    (
+        2,
+        "platform badge grants (roles, user groups) and per-tenant settings",
+        """
+        CREATE TABLE badge_grants (
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            badge TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (player_id, badge)
+        );
+        CREATE INDEX badge_grants_pending ON badge_grants(status) WHERE status = 'pending';
+        CREATE TABLE tenant_settings (
+            platform TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (platform, tenant, key)
+        );
+        """,
+    )
+)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .base import AnswerRow, ItemRow, PlayerRow, SessionRow, Store, StoreBusy, Totals, Tx
+from .base import AnswerRow, GrantRow, ItemRow, PlayerRow, SessionRow, Store, StoreBusy, Totals, Tx
 from .migrations import MIGRATIONS
 
 _SESSION_COLS = ("id, player_id, mode, status, position, total, created_at, challenge_set, route, "
@@ -164,6 +164,42 @@ class SqliteTx(Tx):
     async def badges(self, player_id: int) -> list[str]:
         rows = await self._all("SELECT badge FROM badges WHERE player_id = ? ORDER BY awarded_at", (player_id,))
         return [r[0] for r in rows]
+
+    async def add_grant(self, player_id: int, badge: str, now: float) -> None:
+        await self._run(
+            "INSERT INTO badge_grants (player_id, badge, status, updated_at) VALUES (?, ?, 'pending', ?) "
+            "ON CONFLICT DO NOTHING",
+            (player_id, badge, now),
+        )
+
+    async def set_grant(self, player_id: int, badge: str, status: str, reason: str | None, now: float) -> None:
+        await self._run(
+            "UPDATE badge_grants SET status = ?, reason = ?, attempts = attempts + 1, updated_at = ? "
+            "WHERE player_id = ? AND badge = ?",
+            (status, reason, now, player_id, badge),
+        )
+
+    async def grants(self, platform: str, tenant: str | None, status: str | None) -> list[GrantRow]:
+        rows = await self._all(
+            "SELECT p.id, p.platform, p.tenant, p.user_id, p.display_name, g.badge, g.status, g.reason, "
+            "g.attempts, g.updated_at FROM badge_grants g JOIN players p ON p.id = g.player_id "
+            "WHERE p.platform = ? AND (? IS NULL OR p.tenant = ?) AND (? IS NULL OR g.status = ?) "
+            "ORDER BY g.updated_at, p.id",
+            (platform, tenant, tenant, status, status),
+        )
+        return [GrantRow(PlayerRow(*r[:5]), *r[5:]) for r in rows]
+
+    async def get_setting(self, platform: str, tenant: str, key: str) -> str | None:
+        row = await self._one(
+            "SELECT value FROM tenant_settings WHERE platform = ? AND tenant = ? AND key = ?", (platform, tenant, key))
+        return row[0] if row else None
+
+    async def set_setting(self, platform: str, tenant: str, key: str, value: str) -> None:
+        await self._run(
+            "INSERT INTO tenant_settings (platform, tenant, key, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (platform, tenant, key) DO UPDATE SET value = excluded.value",
+            (platform, tenant, key, value),
+        )
 
     async def due_items(self, now: float, limit: int) -> list[tuple[str, int]]:
         rows = await self._all(

@@ -291,3 +291,33 @@ async def test_learn_shows_concept_card(engine):
         engine.learn("gamma")
     topics = engine.learn()[0]
     assert [t.id for t in topics.topics] == ["alpha", "beta"]
+
+
+async def test_platform_grant_pending_until_recorded(engine, bank, store):
+    from bot.commands import handle_text
+    from bot.replies import AdminStatus, Player, Rejected
+
+    dana = Player("discord", "G1", "U9", "Dana")
+    engine.grant_platforms.add("discord")
+    card = card_of(await engine.start(dana, "challenge"))
+    await play_correct(engine, bank, dana, card)
+    [pending] = await engine.pending_grants("discord", "G1")
+    assert pending.player.user == "U9" and pending.badge == "Technical Debt Mastery" and pending.attempts == 0
+    await engine.record_grant(dana, "Technical Debt Mastery", ok=False, reason="missing Manage Roles")
+    status = (await handle_text(engine, dana, "admin status", is_admin=True))[0]
+    assert isinstance(status, AdminStatus) and status.celebrate is True
+    assert [(g.reason, g.attempts) for g in status.pending] == [("missing Manage Roles", 1)]
+    await engine.record_grant(dana, "Technical Debt Mastery", ok=True)
+    assert await engine.pending_grants("discord") == []
+    denied = await handle_text(engine, dana, "admin celebrate off")
+    assert denied == [Rejected("Only workspace or server admins can use `admin` commands.", "NotAdmin")]
+    off = (await handle_text(engine, dana, "admin celebrate off", is_admin=True))[0]
+    assert off.celebrate is False
+    assert await engine.tenant_flag("discord", "G1", "celebrate", True) is False
+    assert await engine.tenant_flag("discord", "G2", "celebrate", True) is True
+
+
+async def test_console_badge_needs_no_grant(engine, bank, alice):
+    card = card_of(await engine.start(alice, "challenge"))
+    await play_correct(engine, bank, alice, card)
+    assert await engine.pending_grants("console") == []
