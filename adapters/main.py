@@ -25,6 +25,7 @@ async def run_console(core: Core, args: argparse.Namespace) -> int:
         user = "player"
     app = ConsoleApp(core.engine, Player(PLATFORM, TENANT, user, user))
     core.scheduler.register(PLATFORM, app.deliver)
+    core.scheduler.register_daily(PLATFORM, app)
     scheduler = core.scheduler.start()
     try:
         if args.command == "play":

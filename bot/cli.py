@@ -47,7 +47,7 @@ async def open_core(settings: Settings, clock: Clock | None = None) -> Core:
     bank = load_bank(settings.question_bank or None, time_limit_scale=settings.time_limit_scale)
     store = SqliteStore(settings.database)
     await store.open()
-    engine = QuizEngine(store, bank, clock)
+    engine = QuizEngine(store, bank, clock, timezone=settings.timezone)
     return Core(settings, bank, store, engine, Scheduler(engine, clock), clock)
 
 

@@ -25,22 +25,30 @@ HELP: tuple[tuple[str, str], ...] = (
     ("skip", "skip your current question"),
     ("resume", "show your current question again"),
     ("quit", "end your current quiz"),
-    ("stats", "your points, accuracy by topic and badges"),
+    ("review", "the questions you missed, back on a spaced schedule"),
+    ("stats", "your points, accuracy by topic, streak, badges, team and rank"),
+    ("leaderboard [players|teams] [week|month|all] [per-member]", "top 10 and your own rank (default: players, week)"),
+    ("team create|join NAME, team leave, team list", "teams inside this workspace or server"),
+    ("daily status", "when and where the daily question is posted"),
     ("help", "this list"),
 )
 ADMIN_HELP: tuple[tuple[str, str], ...] = (
     ("admin status", "pending badge grants and their reasons; celebration on/off"),
     ("admin celebrate on|off", "post (or not) a public celebration when someone earns the badge"),
+    ("admin timezone Area/City", "the time zone of leaderboard weeks/months and streaks (default UTC)"),
+    ("daily set #channel HH:MM Area/City", "post a daily question there at that local time"),
+    ("daily off [#channel]", "stop the daily question"),
+    ("daily now [#channel]", "post today's daily question now (still one per day)"),
 )
 HELP_INTRO = "mldebt teaches technical debt in ML systems. Commands:"
 
-_ACTION = re.compile(r"^mldebt:(?P<kind>[ahs]):(?P<session>[0-9a-f]{1,32}):(?P<question>[a-z0-9-]{1,40})"
+_ACTION = re.compile(r"^mldebt:(?P<kind>[ahsd]):(?P<session>[0-9a-f]{1,32}):(?P<question>[a-z0-9-]{1,40})"
                      r"(?::(?P<choice>[A-D]))?$")
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # a = answer, h = hint, s = skip
+    kind: str  # a = answer, h = hint, s = skip, d = answer a daily post (session_id is the post id)
     session_id: str
     question_id: str
     choice: str | None = None
@@ -52,7 +60,7 @@ class Action:
     @classmethod
     def decode(cls, value: str) -> Action | None:
         m = _ACTION.match(value or "")
-        if not m or (m["kind"] == "a") != (m["choice"] is not None):
+        if not m or (m["kind"] in "ad") != (m["choice"] is not None):
             return None
         return cls(m["kind"], m["session"], m["question"], m["choice"])
 
@@ -78,12 +86,50 @@ async def _admin(engine: QuizEngine, player: Player, args: list[str], is_admin: 
                  celebrate_default: bool) -> list[Reply]:
     if not is_admin:
         return [Rejected("Only workspace or server admins can use `admin` commands.", "NotAdmin")]
+    raw, args = args, [a.lower() for a in args]
     if args == ["status"]:
         return await engine.admin_status(player, celebrate_default=celebrate_default)
     if len(args) == 2 and args[0] == "celebrate" and args[1] in ("on", "off"):
         await engine.set_tenant_flag(player.platform, player.tenant, "celebrate", args[1] == "on")
         return await engine.admin_status(player, celebrate_default=celebrate_default)
+    if len(args) == 2 and args[0] == "timezone":
+        return await engine.set_timezone(player, raw[1])
     return [HelpText(ADMIN_HELP, "Admin commands:")]
+
+
+def _leaderboard_args(args: list[str]) -> tuple[str, str, bool]:
+    kind, period, per_member = "players", "week", False
+    for arg in (a.lower() for a in args):
+        if arg in ("players", "teams"):
+            kind = arg
+        elif arg in ("week", "month", "all"):
+            period = arg
+        elif arg in ("per-member", "permember", "average"):
+            per_member = True
+        else:
+            raise errors.BadRequest(f"Unknown leaderboard option '{arg[:30]}'. Use: leaderboard [players|teams] "
+                                    "[week|month|all] [per-member].")
+    return kind, period, per_member
+
+
+async def _daily(engine: QuizEngine, player: Player, args: list[str], is_admin: bool) -> list[Reply]:
+    action = args[0].lower() if args else "status"
+    if action == "status":
+        return await engine.daily_status(player)
+    if action not in ("set", "off", "now"):
+        return [HelpText(tuple(h for h in ADMIN_HELP if h[0].startswith("daily")) + (("daily status", ""),),
+                         "Daily question commands:")]
+    if not is_admin:
+        return [Rejected("Only workspace or server admins can change the daily question.", "NotAdmin")]
+    if action == "set":
+        if len(args) != 4:
+            raise errors.BadRequest("Usage: daily set #channel HH:MM Area/City (e.g. daily set #ml 09:00 "
+                                    "Europe/Berlin).")
+        return await engine.daily_set(player, args[1], args[2], args[3])
+    channel = args[1] if len(args) > 1 else None
+    if action == "off":
+        return await engine.daily_off(player, channel)
+    return await engine.daily_now(player, channel)
 
 
 async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: str | None = None,
@@ -96,7 +142,8 @@ async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: s
     words = (text or "").strip().split()
     if not words:
         return [help_reply()]
-    name, args = words[0].lower(), [w.lower() for w in words[1:]]
+    name, raw_args = words[0].lower(), words[1:]
+    args = [w.lower() for w in raw_args]
     try:
         match name:
             case "challenge" | "test":
@@ -121,7 +168,19 @@ async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: s
             case "help":
                 return [help_reply()]
             case "admin":
-                return await _admin(engine, player, args, is_admin, celebrate_default)
+                return await _admin(engine, player, raw_args, is_admin, celebrate_default)
+            case "review":
+                return await engine.start(player, "review", route=route)
+            case "leaderboard" | "top":
+                kind, period, per_member = _leaderboard_args(args)
+                return await engine.leaderboard(player, kind, period, per_member)
+            case "team" | "teams":
+                action = "list" if name == "teams" or not args else args[0]
+                if action not in ("create", "join", "leave", "list"):
+                    return [HelpText(tuple(h for h in HELP if h[0].startswith("team")), "Team commands:")]
+                return await engine.team(player, action, " ".join(raw_args[1:]))
+            case "daily":
+                return await _daily(engine, player, raw_args, is_admin)
             case _:
                 return [help_reply(words[0][:40])]
     except errors.QuizError as exc:
@@ -139,6 +198,9 @@ async def handle_action(engine: QuizEngine, player: Player, action_id: str, even
             assert action.choice is not None
             return await engine.answer(player, action.session_id, action.question_id, action.choice, event_id,
                                        route=route)
+        if action.kind == "d":
+            assert action.choice is not None
+            return await engine.daily_answer(player, action.session_id, action.question_id, action.choice, event_id)
         if action.kind == "h":
             return await engine.hint(player, action.session_id, action.question_id)
         return await engine.skip(player, action.session_id, action.question_id)

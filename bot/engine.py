@@ -16,14 +16,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from . import errors
 from .bank import DIFFICULTIES, LETTERS, Bank, Question
 from .clock import Clock
+from .community import CommunityMixin
 from .modes import (
     CHALLENGE,
     MODES,
     PRACTICE,
+    REVIEW,
     TEST,
     Mode,
     NoQuestions,
@@ -75,9 +78,13 @@ def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
-class QuizEngine:
-    def __init__(self, store: Store, bank: Bank, clock: Clock, *, rng: random.Random | None = None) -> None:
+class QuizEngine(CommunityMixin):
+    def __init__(self, store: Store, bank: Bank, clock: Clock, *, rng: random.Random | None = None,
+                 timezone: str = "UTC") -> None:
         self.store = store
+        self.default_tz = ZoneInfo(timezone)
+        self._tz_cache: dict[str, ZoneInfo] = {}
+        self._player_scope: dict[int, tuple[str, str]] = {}
         self.bank = bank
         self.clock = clock
         self.rng = rng or random.Random()
@@ -203,7 +210,8 @@ class QuizEngine:
         elif outcome == "skipped":
             replies.append(Skipped(session.id, q.id, shown, q.answer_text, q.explanation))
         answered = 0 if outcome == "skipped" else 1
-        await tx.add_to_totals(session.player_id, points, answered, int(outcome == "correct"))
+        await self._record_result(tx, session.player_id, points, answered, int(outcome == "correct"), now)
+        await self._review_after(tx, session.player_id, q.id, session.mode, outcome, now)
         session.correct += int(outcome == "correct")
         session.points += points
         session.position += 1
@@ -249,6 +257,8 @@ class QuizEngine:
     async def _finish(self, tx: Tx, session: SessionRow) -> list[Reply]:
         replies: list[Reply] = [await self._summary(tx, session)]
         mode = MODES[session.mode]
+        if mode is CHALLENGE and session.status == "finished":
+            await self._record_activity(tx, session.player_id, self._now())
         if mode.awards_badge and session.status == "finished" and session.correct == session.total:
             if await tx.award_badge(session.player_id, BADGE_MASTERY, session.id, self._now()):
                 player = await self._player_of(tx, session)
@@ -304,6 +314,8 @@ class QuizEngine:
                     challenge_set, qids = pick_challenge(self.bank, self.rng, {k for k, ok in played.items() if not ok})
                 elif mode is PRACTICE:
                     qids = pick_practice(self.bank, self.rng, topic, difficulty)
+                elif mode is REVIEW:
+                    qids = await self._review_questions(tx, pid, now)
                 else:
                     qids = pick_test(self.bank, self.rng)
             except NoQuestions as exc:
@@ -509,6 +521,7 @@ class QuizEngine:
             pid = await self._player_id(tx, player)
             totals = await tx.totals(pid)
             badges = await tx.badges(pid)
+            streak_days, team, rank = await self._community_stats(tx, player, pid)
             played = await tx.challenge_sets_played(pid)
             per_topic: dict[str, list[int]] = defaultdict(lambda: [0, 0])
             for qid, answered, correct in await tx.topic_accuracy(pid):
@@ -524,6 +537,9 @@ class QuizEngine:
             badges=tuple(badges),
             by_topic=tuple(Breakdown(t, c, n) for t, (c, n) in sorted(per_topic.items())),
             challenges_played=len(played),
+            streak=streak_days,
+            team=team,
+            rank=rank,
         )]
 
     def topics(self) -> list[Reply]:

@@ -35,7 +35,9 @@ PRACTICE = Mode("practice", "Practice", attempts=2, timed=False, scored=False,
                 shows_solution=True, hint_costs_points=False)
 TEST = Mode("test", "Test", attempts=1, timed=True, scored=True,
             shows_solution=False, hint_costs_points=True)
-MODES = {m.name: m for m in (CHALLENGE, PRACTICE, TEST)}
+REVIEW = Mode("review", "Review", attempts=1, timed=False, scored=False,
+              shows_solution=True, hint_costs_points=False)
+MODES = {m.name: m for m in (CHALLENGE, PRACTICE, TEST, REVIEW)}
 
 PRACTICE_LENGTH = 5
 TEST_PLAN = (("easy", 3), ("medium", 4), ("hard", 3))

@@ -372,3 +372,144 @@ class AdminStatus(Reply):
                 lines.append(f"  - {who}: {g.badge} ({g.attempts} attempt{'s' if g.attempts != 1 else ''})"
                              f"{': ' + g.reason if g.reason else ''}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LeaderEntry:
+    rank: int
+    name: str
+    points: int
+    members: int = 0  # teams only
+    is_me: bool = False
+
+    @property
+    def per_member(self) -> float:
+        return self.points / self.members if self.members else float(self.points)
+
+
+@dataclass(frozen=True)
+class Leaderboard(Reply):
+    kind: str  # players | teams
+    period: str  # week | month | all
+    period_label: str
+    per_member: bool
+    entries: tuple[LeaderEntry, ...]
+    me: LeaderEntry | None  # the asking player (or their team), even outside the top 10
+
+    def text(self) -> str:
+        by = " (points per member)" if self.per_member else ""
+        lines = [f"Leaderboard: {self.kind}, {self.period_label}{by}"]
+        if not self.entries:
+            lines.append("  No points yet. Be the first: `challenge`.")
+        for e in self.entries:
+            score = f"{e.per_member:.1f}/member ({e.points})" if self.per_member else f"{e.points}"
+            extra = f", {e.members} member{'s' if e.members != 1 else ''}" if self.kind == "teams" else ""
+            lines.append(f"  {e.rank}. {e.name}: {score}{extra}{'  ← you' if e.is_me else ''}")
+        if self.me is not None and not any(e.is_me for e in self.entries):
+            lines.append(f"  …\n  {self.me.rank}. {self.me.name}: {self.me.points}  ← you")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TeamInfo:
+    name: str
+    members: int
+    points: int
+
+
+@dataclass(frozen=True)
+class TeamList(Reply):
+    teams: tuple[TeamInfo, ...]
+    mine: str | None
+
+    def text(self) -> str:
+        if not self.teams:
+            return "No teams yet. Create one with `team create NAME`."
+        lines = ["Teams:"]
+        for t in self.teams:
+            mark = "  ← yours" if t.name == self.mine else ""
+            lines.append(f"  {t.name}: {t.members} member{'s' if t.members != 1 else ''}, {t.points} points{mark}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DailyChannelInfo:
+    channel: str
+    post_time: str
+    timezone: str
+    enabled: bool
+    next_post: datetime | None
+
+
+@dataclass(frozen=True)
+class DailyStatus(Reply):
+    channels: tuple[DailyChannelInfo, ...]
+
+    def text(self) -> str:
+        if not self.channels:
+            return "No daily question is scheduled. Admins: `daily set #channel HH:MM Area/City`."
+        lines = ["Daily question:"]
+        for c in self.channels:
+            state = (f"every day at {c.post_time} {c.timezone}, next {c.next_post:%Y-%m-%d %H:%M} UTC"
+                     if c.enabled and c.next_post else "off")
+            lines.append(f"  <#{c.channel}>: {state}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DailyPost(Reply):
+    """A daily question to post publicly in a channel, with answer buttons."""
+
+    private = False
+    post_id: str
+    platform: str
+    tenant: str
+    channel: str
+    local_date: str
+    question_id: str
+    topic: str
+    difficulty: str
+    prompt: str
+    code: str | None
+    choices: tuple[Choice, ...]
+    closes_at: datetime
+    reconcile: bool = False  # a previous attempt may have posted it: look before posting again
+
+    def text(self) -> str:
+        lines = [f"Daily question · {self.local_date} · {self.topic} · {self.difficulty}", self.prompt]
+        if self.code:
+            lines.append(self.code.rstrip())
+        lines += [f"{c.letter}) {c.text}" for c in self.choices]
+        lines.append(f"One answer each; the answer is revealed at {self.closes_at:%Y-%m-%d %H:%M} UTC.")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DailyReveal(Reply):
+    """The window of a daily post closed: edit the post to show the answer and how people did."""
+
+    private = False
+    post_id: str
+    platform: str
+    tenant: str
+    channel: str
+    message_ref: str | None
+    local_date: str
+    question_id: str
+    prompt: str
+    choices: tuple[Choice, ...]
+    answer_letter: str
+    answer_text: str
+    explanation: str
+    answered: int
+    correct: int
+
+    @property
+    def share_correct(self) -> float:
+        return self.correct / self.answered if self.answered else 0.0
+
+    def text(self) -> str:
+        who = (f"{self.correct} of {self.answered} got it right ({self.share_correct:.0%})."
+               if self.answered else "Nobody answered this one.")
+        return (f"Daily question · {self.local_date} · closed\n{self.prompt}\n"
+                f"Answer: {self.answer_letter}) {self.answer_text}\n{self.explanation}\n{who}")

@@ -1,8 +1,10 @@
-"""Wakes up for stored deadlines and hands what they produce to the adapters.
+"""Wakes up for stored deadlines and daily posts and hands what they produce to the adapters.
 
-The scheduler decides nothing: it asks the engine to close what is due (the deadline is in the
-database) and passes each Delivery to the deliverer registered for the player's platform. On start
-the first tick closes whatever expired while the bot was down. Tests call `tick()` with a FakeClock.
+The scheduler decides nothing: it asks the engine to close what is due (deadlines are in the
+database), to claim the daily posts that are due (a claim is a database row, so two processes never
+both post), and passes the results to what each platform registered. On start the first tick closes
+whatever expired while the bot was down and catches up a missed daily post whose window is still
+open. Tests call `tick()` with a FakeClock.
 """
 
 from __future__ import annotations
@@ -11,13 +13,26 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from .clock import Clock
 from .engine import Delivery, QuizEngine
+from .replies import DailyPost, DailyReveal
 
 log = logging.getLogger(__name__)
 
 Deliverer = Callable[[Delivery], Awaitable[None]]
+
+
+class DailyPoster(Protocol):
+    """What a platform does with daily posts. `post` returns a reference to the message it sent."""
+
+    async def post(self, post: DailyPost) -> str: ...
+
+    async def find(self, post: DailyPost) -> str | None:
+        """Look for a message an earlier, interrupted attempt may have sent (by its post id)."""
+
+    async def reveal(self, reveal: DailyReveal) -> None: ...
 
 
 class Scheduler:
@@ -26,12 +41,16 @@ class Scheduler:
         self.clock = clock
         self.idle = timedelta(seconds=idle_seconds)
         self._deliverers: dict[str, Deliverer] = {}
+        self._posters: dict[str, DailyPoster] = {}
         # when the loop goes to sleep, and until when: lets tests and health checks observe it
         self.asleep = asyncio.Event()
         self.sleeping_until: datetime | None = None
 
     def register(self, platform: str, deliverer: Deliverer) -> None:
         self._deliverers[platform] = deliverer
+
+    def register_daily(self, platform: str, poster: DailyPoster) -> None:
+        self._posters[platform] = poster
 
     async def tick(self) -> list[Delivery]:
         """Close everything due now and deliver it. Returns what was delivered (or attempted)."""
@@ -46,7 +65,29 @@ class Scheduler:
                 await deliverer(delivery)
             except Exception:  # one failed message must not stop the others
                 log.exception("delivering a time-out for session %s failed", delivery.session_id)
+        await self.daily_tick()
         return deliveries
+
+    async def daily_tick(self) -> tuple[list[DailyPost], list[DailyReveal]]:
+        """Send the daily posts that are due and reveal the ones whose window closed."""
+        posts = await self.engine.claim_daily_posts(self._posters.keys())
+        for post in posts:
+            poster = self._posters[post.platform]
+            try:
+                ref = await poster.find(post) if post.reconcile else None
+                if ref is None:
+                    ref = await poster.post(post)
+                await self.engine.daily_posted(post.post_id, ref)
+            except Exception:  # the claim's lease runs out and the next tick looks again
+                log.exception("daily post %s to channel %s failed; will retry", post.post_id, post.channel)
+        reveals = await self.engine.claim_daily_reveals(self._posters.keys())
+        for reveal in reveals:
+            try:
+                await self._posters[reveal.platform].reveal(reveal)
+                await self.engine.daily_revealed(reveal.post_id)
+            except Exception:
+                log.exception("revealing daily post %s failed; will retry", reveal.post_id)
+        return posts, reveals
 
     async def run(self) -> None:
         """Loop forever: tick, then sleep until the earliest stored deadline (or a new one appears)."""
@@ -55,7 +96,7 @@ class Scheduler:
             wake.clear()
             try:
                 await self.tick()
-                nxt = await self.engine.next_deadline()
+                nxt = await self.engine.next_wakeup()
             except Exception:
                 log.exception("scheduler tick failed; retrying")
                 nxt = None

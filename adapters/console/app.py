@@ -18,11 +18,17 @@ from bot.commands import Action, handle_action, handle_text
 from bot.engine import Delivery, QuizEngine
 from bot.replies import (
     ActiveSession,
+    AdminStatus,
     BadgeAwarded,
     ConceptCard,
+    DailyPost,
+    DailyReveal,
+    DailyStatus,
     Feedback,
     HelpText,
     Hint,
+    Leaderboard,
+    Notice,
     Player,
     QuestionCard,
     Rejected,
@@ -31,12 +37,14 @@ from bot.replies import (
     Skipped,
     Stats,
     Summary,
+    TeamList,
     TimeUp,
     TopicList,
 )
 
 PLATFORM = "console"
 TENANT = "local"
+CHANNEL = "terminal"  # the console's one "channel", for `daily set terminal 09:00 Europe/Berlin`
 ANSWER_KEYS = {"a", "b", "c", "d"}
 PROMPT_IDLE = "mldebt> "
 PROMPT_QUESTION = "Your answer (A-D, h = hint, s = skip, q = quit): "
@@ -68,8 +76,13 @@ def render(reply: Reply) -> str:
             return f"🏅 Badge earned: {reply.badge}!"
         case Rejected():
             return f"! {reply.message}"
-        case (SessionStarted() | ActiveSession() | Hint() | HelpText() | Stats() | TopicList() | ConceptCard()):
+        case (SessionStarted() | ActiveSession() | Hint() | HelpText() | Stats() | TopicList() | ConceptCard()
+              | Notice() | Leaderboard() | TeamList() | DailyStatus() | AdminStatus()):
             return reply.text()
+        case DailyPost():
+            return f"\n📅 {reply.text()}\n(answer with a letter while no quiz is open)"
+        case DailyReveal():
+            return f"\n📅 {reply.text()}"
         case _:
             # an unknown reply type still shows, but loudly, so a missing renderer is noticed
             return f"[{type(reply).__name__}] {reply.text()}"
@@ -100,6 +113,7 @@ class ConsoleApp:
         self.reader = LineReader(stdin or sys.stdin)
         self.live = self.out.isatty() if live_countdown is None else live_countdown
         self.card: QuestionCard | None = None
+        self.daily: DailyPost | None = None
         self.finished = asyncio.Event()
         self._new_event_id = new_event_id or (lambda: uuid.uuid4().hex)
         self._changed = asyncio.Event()
@@ -129,6 +143,20 @@ class ConsoleApp:
             self.out.write(PROMPT_QUESTION)
             self.out.flush()
 
+    # the scheduler's DailyPoster: the terminal is the console's only channel
+    async def post(self, post: DailyPost) -> str:
+        self.daily = post
+        self.show([post])
+        return post.post_id
+
+    async def find(self, post: DailyPost) -> str | None:
+        return None  # nothing to look up in a terminal; a re-post is the safe answer
+
+    async def reveal(self, reveal: DailyReveal) -> None:
+        if self.daily is not None and self.daily.post_id == reveal.post_id:
+            self.daily = None
+        self.show([reveal])
+
     # -- input ----------------------------------------------------------------------------------
 
     async def handle_line(self, line: str) -> None:
@@ -141,9 +169,14 @@ class ConsoleApp:
             action = Action("a", card.session_id, card.question_id, lowered.upper())
             self.show(await handle_action(self.engine, self.player, action.encode(), self._new_event_id()))
             return
+        daily = self.daily
+        if card is None and daily is not None and lowered in ANSWER_KEYS:
+            action = Action("d", daily.post_id, daily.question_id, lowered.upper())
+            self.show(await handle_action(self.engine, self.player, action.encode(), self._new_event_id()))
+            return
         if card is not None and lowered in ("h", "s", "q"):
             text = {"h": "hint", "s": "skip", "q": "quit"}[lowered]
-        self.show(await handle_text(self.engine, self.player, text))
+        self.show(await handle_text(self.engine, self.player, text, is_admin=True))
 
     async def _countdown(self) -> None:
         """Redraw the status line above the prompt once a second while a timed question is open."""

@@ -1,7 +1,21 @@
 """Storage: the Store interface (base), its SQLite implementation and the schema migrations."""
 
-from .base import AnswerRow, GrantRow, ItemRow, PlayerRow, SessionRow, Store, StoreBusy, Totals, Tx
+from .base import (
+    AnswerRow,
+    DailyChannelRow,
+    DailyPostRow,
+    GrantRow,
+    ItemRow,
+    PlayerRow,
+    RankRow,
+    SessionRow,
+    Store,
+    StoreBusy,
+    TeamRow,
+    Totals,
+    Tx,
+)
 from .sqlite import SqliteStore, StoreUnavailable
 
-__all__ = ["AnswerRow", "GrantRow", "ItemRow", "PlayerRow", "SessionRow", "SqliteStore", "Store", "StoreBusy", "StoreUnavailable",
+__all__ = ["AnswerRow", "DailyChannelRow", "DailyPostRow", "GrantRow", "RankRow", "TeamRow", "ItemRow", "PlayerRow", "SessionRow", "SqliteStore", "Store", "StoreBusy", "StoreUnavailable",
            "Totals", "Tx"]

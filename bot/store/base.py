@@ -86,6 +86,47 @@ class GrantRow:
     updated_at: float
 
 
+@dataclass
+class TeamRow:
+    id: int
+    scope: str
+    name: str
+
+
+@dataclass
+class DailyChannelRow:
+    platform: str
+    tenant: str
+    channel: str
+    post_time: str  # HH:MM local
+    timezone: str
+    enabled: bool
+
+
+@dataclass
+class DailyPostRow:
+    id: str
+    platform: str
+    tenant: str
+    channel: str
+    local_date: str  # YYYY-MM-DD in the channel's time zone
+    question_id: str
+    choice_order: str
+    status: str  # posting | posted | closing | closed
+    message_ref: str | None
+    lease_until: float
+    posted_at: float | None
+    closes_at: float
+
+
+@dataclass
+class RankRow:
+    id: int  # player or team id
+    name: str
+    points: int
+    members: int = 1
+
+
 class Tx(ABC):
     """One database transaction. Every method is a single plain-SQL statement or two."""
 
@@ -145,6 +186,90 @@ class Tx(ABC):
     @abstractmethod
     async def topic_accuracy(self, player_id: int) -> list[tuple[str, int, int]]:
         """(question id, closed items, correct items) over the player's sessions."""
+
+    # -- teams ----------------------------------------------------------------------------------
+    @abstractmethod
+    async def create_team(self, scope: str, name: str, name_key: str, player_id: int, now: float) -> int | None:
+        """The new team's id, or None if the name is taken in this scope."""
+    @abstractmethod
+    async def team_by_key(self, scope: str, name_key: str) -> TeamRow | None: ...
+    @abstractmethod
+    async def team_of(self, player_id: int) -> TeamRow | None: ...
+    @abstractmethod
+    async def join_team(self, player_id: int, team_id: int, now: float) -> None: ...
+    @abstractmethod
+    async def leave_team(self, player_id: int) -> None:
+        """Leave; a team left with no members is deleted (its name is free again)."""
+    @abstractmethod
+    async def list_teams(self, scope: str) -> list[RankRow]:
+        """Every team in the scope with its member count and all-time points, largest first."""
+
+    # -- leaderboards ---------------------------------------------------------------------------
+    @abstractmethod
+    async def add_period_scores(self, scope: str, periods: list[str], player_id: int, team_id: int | None,
+                                points: int, answered: int, correct: int, now: float) -> None: ...
+    @abstractmethod
+    async def top_players(self, scope: str, period: str, limit: int) -> list[RankRow]: ...
+    @abstractmethod
+    async def player_rank(self, scope: str, period: str, player_id: int) -> tuple[int, int] | None:
+        """(rank, points), ties broken by who reached the score first, then player id."""
+    @abstractmethod
+    async def top_teams(self, scope: str, period: str, per_member: bool, limit: int) -> list[RankRow]: ...
+
+    # -- daily posts ----------------------------------------------------------------------------
+    @abstractmethod
+    async def set_daily_channel(self, row: DailyChannelRow, now: float) -> None: ...
+    @abstractmethod
+    async def daily_channels(self, platform: str | None, tenant: str | None) -> list[DailyChannelRow]: ...
+    @abstractmethod
+    async def get_daily_post(self, post_id: str) -> DailyPostRow | None: ...
+    @abstractmethod
+    async def daily_post_on(self, platform: str, tenant: str, channel: str, local_date: str) -> DailyPostRow | None: ...
+    @abstractmethod
+    async def insert_daily_post(self, row: DailyPostRow) -> bool:
+        """False if this channel already has a post for that local date (exactly one per day)."""
+    @abstractmethod
+    async def update_daily_post(self, row: DailyPostRow, expect_status: str) -> bool:
+        """Compare-and-set on status: write `row` only if the stored status is `expect_status`."""
+    @abstractmethod
+    async def daily_posts_due(self, status: str, now: float, field: str) -> list[DailyPostRow]:
+        """Posts in `status` whose `field` (lease_until or closes_at) is at or before `now`."""
+    @abstractmethod
+    async def daily_history(self, platform: str, tenant: str, channel: str) -> list[str]:
+        """Question ids posted to the channel, newest first."""
+    @abstractmethod
+    async def next_daily_event(self) -> float | None:
+        """The earliest lease expiry or window close of an unfinished post."""
+    @abstractmethod
+    async def insert_daily_answer(self, post_id: str, player_id: int, choice: str, shown: str, correct: bool,
+                                  points: int, event_key: str, now: float) -> bool: ...
+    @abstractmethod
+    async def daily_answer(self, post_id: str, player_id: int) -> tuple[str, bool, int, str] | None:
+        """(shown choice, correct, points, event key) of the player's answer to a post."""
+    @abstractmethod
+    async def daily_answer_by_key(self, event_key: str) -> tuple[str, int] | None:
+        """(post id, player id) of the answer recorded under this event key."""
+    @abstractmethod
+    async def daily_counts(self, post_id: str) -> tuple[int, int]:
+        """(answers, correct answers) of a post."""
+
+    # -- streaks and review ---------------------------------------------------------------------
+    @abstractmethod
+    async def add_activity(self, player_id: int, local_date: str) -> None: ...
+    @abstractmethod
+    async def activity_dates(self, player_id: int, limit: int) -> list[str]:
+        """Local dates (YYYY-MM-DD) with activity, newest first."""
+    @abstractmethod
+    async def review_box(self, player_id: int, question_id: str) -> int | None: ...
+    @abstractmethod
+    async def set_review(self, player_id: int, question_id: str, box: int, due_at: float) -> None: ...
+    @abstractmethod
+    async def drop_review(self, player_id: int, question_id: str) -> None: ...
+    @abstractmethod
+    async def due_reviews(self, player_id: int, now: float, limit: int) -> list[str]: ...
+    @abstractmethod
+    async def next_review(self, player_id: int) -> tuple[float, int] | None:
+        """(earliest due time, number of questions in review) for the player."""
 
 
 class Store(ABC):

@@ -105,3 +105,95 @@ MIGRATIONS.append(
         """,
     )
 )
+
+MIGRATIONS.append(
+    (
+        3,
+        "teams, leaderboard aggregates, daily posts, activity days, review boxes",
+        """
+        CREATE TABLE teams (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            created_by INTEGER NOT NULL REFERENCES players(id),
+            created_at REAL NOT NULL,
+            UNIQUE (scope, name_key)
+        );
+        CREATE TABLE team_members (
+            player_id INTEGER PRIMARY KEY REFERENCES players(id),
+            team_id INTEGER NOT NULL REFERENCES teams(id),
+            joined_at REAL NOT NULL
+        );
+        CREATE INDEX team_members_team ON team_members(team_id);
+        CREATE TABLE score_periods (
+            scope TEXT NOT NULL,
+            period TEXT NOT NULL,
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            points INTEGER NOT NULL DEFAULT 0,
+            answered INTEGER NOT NULL DEFAULT 0,
+            correct INTEGER NOT NULL DEFAULT 0,
+            reached_at REAL NOT NULL,
+            PRIMARY KEY (scope, period, player_id)
+        );
+        CREATE INDEX score_periods_rank ON score_periods(scope, period, points DESC, reached_at, player_id);
+        CREATE TABLE team_periods (
+            scope TEXT NOT NULL,
+            period TEXT NOT NULL,
+            team_id INTEGER NOT NULL REFERENCES teams(id),
+            points INTEGER NOT NULL DEFAULT 0,
+            reached_at REAL NOT NULL,
+            PRIMARY KEY (scope, period, team_id)
+        );
+        CREATE TABLE daily_channels (
+            platform TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            post_time TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            enabled INTEGER NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, tenant, channel)
+        );
+        CREATE TABLE daily_posts (
+            id TEXT PRIMARY KEY,
+            platform TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            local_date TEXT NOT NULL,
+            question_id TEXT NOT NULL,
+            choice_order TEXT NOT NULL,
+            status TEXT NOT NULL,
+            message_ref TEXT,
+            lease_until REAL NOT NULL,
+            posted_at REAL,
+            closes_at REAL NOT NULL,
+            UNIQUE (platform, tenant, channel, local_date)
+        );
+        CREATE INDEX daily_posts_status ON daily_posts(status, closes_at);
+        CREATE TABLE daily_answers (
+            post_id TEXT NOT NULL REFERENCES daily_posts(id),
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            choice TEXT NOT NULL,
+            shown_choice TEXT NOT NULL,
+            correct INTEGER NOT NULL,
+            points INTEGER NOT NULL,
+            event_key TEXT NOT NULL UNIQUE,
+            answered_at REAL NOT NULL,
+            PRIMARY KEY (post_id, player_id)
+        );
+        CREATE TABLE activity_days (
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            local_date TEXT NOT NULL,
+            PRIMARY KEY (player_id, local_date)
+        );
+        CREATE TABLE review_items (
+            player_id INTEGER NOT NULL REFERENCES players(id),
+            question_id TEXT NOT NULL,
+            box INTEGER NOT NULL,
+            due_at REAL NOT NULL,
+            PRIMARY KEY (player_id, question_id)
+        );
+        """,
+    )
+)

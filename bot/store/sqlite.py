@@ -15,13 +15,29 @@ from pathlib import Path
 
 import aiosqlite
 
-from .base import AnswerRow, GrantRow, ItemRow, PlayerRow, SessionRow, Store, StoreBusy, Totals, Tx
+from .base import (
+    AnswerRow,
+    DailyChannelRow,
+    DailyPostRow,
+    GrantRow,
+    ItemRow,
+    PlayerRow,
+    RankRow,
+    SessionRow,
+    Store,
+    StoreBusy,
+    TeamRow,
+    Totals,
+    Tx,
+)
 from .migrations import MIGRATIONS
 
 _SESSION_COLS = ("id, player_id, mode, status, position, total, created_at, challenge_set, route, "
                  "finished_at, correct, points")
 _ITEM_COLS = ("session_id, position, question_id, choice_order, status, deadline, attempts_used, "
               "hint_used, points, closed_at")
+_POST_COLS = ("id, platform, tenant, channel, local_date, question_id, choice_order, status, message_ref, "
+              "lease_until, posted_at, closes_at")
 _ANSWER_COLS = ("session_id, position, attempt, question_id, player_id, choice, shown_choice, outcome, "
                 "points, event_key, answered_at")
 
@@ -230,6 +246,221 @@ class SqliteTx(Tx):
             "WHERE s.player_id = ? AND i.status IN ('correct', 'wrong', 'timeout') GROUP BY i.question_id",
             (player_id,),
         )
+
+    # -- teams ----------------------------------------------------------------------------------
+
+    async def create_team(self, scope: str, name: str, name_key: str, player_id: int, now: float) -> int | None:
+        row = await self._one(
+            "INSERT INTO teams (scope, name, name_key, created_by, created_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            (scope, name, name_key, player_id, now),
+        )
+        return row[0] if row else None
+
+    async def team_by_key(self, scope: str, name_key: str) -> TeamRow | None:
+        row = await self._one("SELECT id, scope, name FROM teams WHERE scope = ? AND name_key = ?", (scope, name_key))
+        return TeamRow(*row) if row else None
+
+    async def team_of(self, player_id: int) -> TeamRow | None:
+        row = await self._one(
+            "SELECT t.id, t.scope, t.name FROM team_members m JOIN teams t ON t.id = m.team_id WHERE m.player_id = ?",
+            (player_id,))
+        return TeamRow(*row) if row else None
+
+    async def join_team(self, player_id: int, team_id: int, now: float) -> None:
+        await self._run("INSERT INTO team_members (player_id, team_id, joined_at) VALUES (?, ?, ?)",
+                        (player_id, team_id, now))
+
+    async def leave_team(self, player_id: int) -> None:
+        team = await self.team_of(player_id)
+        if team is None:
+            return
+        await self._run("DELETE FROM team_members WHERE player_id = ?", (player_id,))
+        left = await self._one("SELECT COUNT(*) FROM team_members WHERE team_id = ?", (team.id,))
+        if left and left[0] == 0:
+            await self._run("DELETE FROM team_periods WHERE team_id = ?", (team.id,))
+            await self._run("DELETE FROM teams WHERE id = ?", (team.id,))
+
+    async def list_teams(self, scope: str) -> list[RankRow]:
+        rows = await self._all(
+            "SELECT t.id, t.name, COALESCE(tp.points, 0), "
+            "(SELECT COUNT(*) FROM team_members m WHERE m.team_id = t.id) AS members "
+            "FROM teams t LEFT JOIN team_periods tp ON tp.team_id = t.id AND tp.scope = t.scope AND tp.period = 'all' "
+            "WHERE t.scope = ? ORDER BY members DESC, t.name_key",
+            (scope,))
+        return [RankRow(*r) for r in rows]
+
+    # -- leaderboards ---------------------------------------------------------------------------
+
+    async def add_period_scores(self, scope: str, periods: list[str], player_id: int, team_id: int | None,
+                                points: int, answered: int, correct: int, now: float) -> None:
+        await self._db.executemany(
+            "INSERT INTO score_periods (scope, period, player_id, points, answered, correct, reached_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, period, player_id) DO UPDATE SET "
+            "points = score_periods.points + excluded.points, answered = score_periods.answered + excluded.answered, "
+            "correct = score_periods.correct + excluded.correct, "
+            "reached_at = CASE WHEN excluded.points > 0 THEN excluded.reached_at ELSE score_periods.reached_at END",
+            [(scope, p, player_id, points, answered, correct, now) for p in periods],
+        )
+        if team_id is not None and points:
+            await self._db.executemany(
+                "INSERT INTO team_periods (scope, period, team_id, points, reached_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (scope, period, team_id) DO UPDATE SET points = team_periods.points + excluded.points, "
+                "reached_at = excluded.reached_at",
+                [(scope, p, team_id, points, now) for p in periods],
+            )
+
+    async def top_players(self, scope: str, period: str, limit: int) -> list[RankRow]:
+        rows = await self._all(
+            "SELECT s.player_id, CASE WHEN p.display_name != '' THEN p.display_name ELSE p.user_id END, s.points "
+            "FROM score_periods s JOIN players p ON p.id = s.player_id "
+            "WHERE s.scope = ? AND s.period = ? ORDER BY s.points DESC, s.reached_at, s.player_id LIMIT ?",
+            (scope, period, limit))
+        return [RankRow(*r) for r in rows]
+
+    async def player_rank(self, scope: str, period: str, player_id: int) -> tuple[int, int] | None:
+        me = await self._one(
+            "SELECT points, reached_at FROM score_periods WHERE scope = ? AND period = ? AND player_id = ?",
+            (scope, period, player_id))
+        if me is None:
+            return None
+        points, reached = me
+        ahead = await self._one(
+            "SELECT COUNT(*) FROM score_periods WHERE scope = ? AND period = ? AND (points > ? OR "
+            "(points = ? AND (reached_at < ? OR (reached_at = ? AND player_id < ?))))",
+            (scope, period, points, points, reached, reached, player_id))
+        return ahead[0] + 1, points
+
+    async def top_teams(self, scope: str, period: str, per_member: bool, limit: int) -> list[RankRow]:
+        order = "CAST(tp.points AS REAL) / MAX(members, 1)" if per_member else "tp.points"
+        rows = await self._all(
+            "SELECT * FROM (SELECT t.id, t.name, tp.points, "
+            "(SELECT COUNT(*) FROM team_members m WHERE m.team_id = t.id) AS members, tp.reached_at "
+            "FROM team_periods tp JOIN teams t ON t.id = tp.team_id WHERE tp.scope = ? AND tp.period = ?) tp "
+            f"ORDER BY {order} DESC, tp.reached_at, tp.id LIMIT ?",
+            (scope, period, limit))
+        return [RankRow(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # -- daily posts ----------------------------------------------------------------------------
+
+    async def set_daily_channel(self, row: DailyChannelRow, now: float) -> None:
+        await self._run(
+            "INSERT INTO daily_channels (platform, tenant, channel, post_time, timezone, enabled, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (platform, tenant, channel) DO UPDATE SET "
+            "post_time = excluded.post_time, timezone = excluded.timezone, enabled = excluded.enabled, "
+            "updated_at = excluded.updated_at",
+            (row.platform, row.tenant, row.channel, row.post_time, row.timezone, int(row.enabled), now))
+
+    async def daily_channels(self, platform: str | None, tenant: str | None) -> list[DailyChannelRow]:
+        rows = await self._all(
+            "SELECT platform, tenant, channel, post_time, timezone, enabled FROM daily_channels "
+            "WHERE (? IS NULL OR platform = ?) AND (? IS NULL OR tenant = ?) ORDER BY platform, tenant, channel",
+            (platform, platform, tenant, tenant))
+        return [DailyChannelRow(*r[:5], bool(r[5])) for r in rows]
+
+    async def get_daily_post(self, post_id: str) -> DailyPostRow | None:
+        row = await self._one(f"SELECT {_POST_COLS} FROM daily_posts WHERE id = ?", (post_id,))
+        return DailyPostRow(*row) if row else None
+
+    async def daily_post_on(self, platform: str, tenant: str, channel: str, local_date: str) -> DailyPostRow | None:
+        row = await self._one(
+            f"SELECT {_POST_COLS} FROM daily_posts WHERE platform = ? AND tenant = ? AND channel = ? "
+            "AND local_date = ?", (platform, tenant, channel, local_date))
+        return DailyPostRow(*row) if row else None
+
+    async def insert_daily_post(self, row: DailyPostRow) -> bool:
+        r = row
+        changed = await self._run(
+            f"INSERT INTO daily_posts ({_POST_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (r.id, r.platform, r.tenant, r.channel, r.local_date, r.question_id, r.choice_order, r.status,
+             r.message_ref, r.lease_until, r.posted_at, r.closes_at))
+        return changed == 1
+
+    async def update_daily_post(self, row: DailyPostRow, expect_status: str) -> bool:
+        r = row
+        changed = await self._run(
+            "UPDATE daily_posts SET status = ?, message_ref = ?, lease_until = ?, posted_at = ?, closes_at = ? "
+            "WHERE id = ? AND status = ?",
+            (r.status, r.message_ref, r.lease_until, r.posted_at, r.closes_at, r.id, expect_status))
+        return changed == 1
+
+    async def daily_posts_due(self, status: str, now: float, field: str) -> list[DailyPostRow]:
+        assert field in ("lease_until", "closes_at")
+        rows = await self._all(
+            f"SELECT {_POST_COLS} FROM daily_posts WHERE status = ? AND {field} <= ? ORDER BY {field}",
+            (status, now))
+        return [DailyPostRow(*r) for r in rows]
+
+    async def daily_history(self, platform: str, tenant: str, channel: str) -> list[str]:
+        rows = await self._all(
+            "SELECT question_id FROM daily_posts WHERE platform = ? AND tenant = ? AND channel = ? "
+            "ORDER BY local_date DESC", (platform, tenant, channel))
+        return [r[0] for r in rows]
+
+    async def next_daily_event(self) -> float | None:
+        row = await self._one(
+            "SELECT MIN(CASE WHEN status IN ('posting', 'closing') THEN lease_until ELSE closes_at END) "
+            "FROM daily_posts WHERE status != 'closed'")
+        return row[0] if row else None
+
+    async def insert_daily_answer(self, post_id: str, player_id: int, choice: str, shown: str, correct: bool,
+                                  points: int, event_key: str, now: float) -> bool:
+        changed = await self._run(
+            "INSERT INTO daily_answers (post_id, player_id, choice, shown_choice, correct, points, event_key, "
+            "answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (post_id, player_id, choice, shown, int(correct), points, event_key, now))
+        return changed == 1
+
+    async def daily_answer(self, post_id: str, player_id: int) -> tuple[str, bool, int, str] | None:
+        row = await self._one(
+            "SELECT shown_choice, correct, points, event_key FROM daily_answers WHERE post_id = ? AND player_id = ?",
+            (post_id, player_id))
+        return (row[0], bool(row[1]), row[2], row[3]) if row else None
+
+    async def daily_answer_by_key(self, event_key: str) -> tuple[str, int] | None:
+        row = await self._one("SELECT post_id, player_id FROM daily_answers WHERE event_key = ?", (event_key,))
+        return (row[0], row[1]) if row else None
+
+    async def daily_counts(self, post_id: str) -> tuple[int, int]:
+        row = await self._one(
+            "SELECT COUNT(*), COALESCE(SUM(correct), 0) FROM daily_answers WHERE post_id = ?", (post_id,))
+        return (row[0], row[1]) if row else (0, 0)
+
+    # -- streaks and review ---------------------------------------------------------------------
+
+    async def add_activity(self, player_id: int, local_date: str) -> None:
+        await self._run("INSERT INTO activity_days (player_id, local_date) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (player_id, local_date))
+
+    async def activity_dates(self, player_id: int, limit: int) -> list[str]:
+        rows = await self._all(
+            "SELECT local_date FROM activity_days WHERE player_id = ? ORDER BY local_date DESC LIMIT ?",
+            (player_id, limit))
+        return [r[0] for r in rows]
+
+    async def review_box(self, player_id: int, question_id: str) -> int | None:
+        row = await self._one("SELECT box FROM review_items WHERE player_id = ? AND question_id = ?",
+                              (player_id, question_id))
+        return row[0] if row else None
+
+    async def set_review(self, player_id: int, question_id: str, box: int, due_at: float) -> None:
+        await self._run(
+            "INSERT INTO review_items (player_id, question_id, box, due_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (player_id, question_id) DO UPDATE SET box = excluded.box, due_at = excluded.due_at",
+            (player_id, question_id, box, due_at))
+
+    async def drop_review(self, player_id: int, question_id: str) -> None:
+        await self._run("DELETE FROM review_items WHERE player_id = ? AND question_id = ?", (player_id, question_id))
+
+    async def due_reviews(self, player_id: int, now: float, limit: int) -> list[str]:
+        rows = await self._all(
+            "SELECT question_id FROM review_items WHERE player_id = ? AND due_at <= ? ORDER BY due_at, question_id "
+            "LIMIT ?", (player_id, now, limit))
+        return [r[0] for r in rows]
+
+    async def next_review(self, player_id: int) -> tuple[float, int] | None:
+        row = await self._one("SELECT MIN(due_at), COUNT(*) FROM review_items WHERE player_id = ?", (player_id,))
+        return (row[0], row[1]) if row and row[1] else None
 
 
 class SqliteStore(Store):

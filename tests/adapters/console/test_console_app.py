@@ -6,7 +6,7 @@ import asyncio
 import io
 
 from adapters.console.app import ConsoleApp, render
-from bot.replies import Notice, TimeUp
+from bot.replies import TimeUp
 from bot.scheduler import Scheduler
 
 
@@ -55,10 +55,16 @@ async def test_scheduler_loop_wakes_at_the_stored_deadline(engine, clock, alice)
 
 
 def test_unknown_reply_type_is_rendered_loudly():
-    class Strange(Notice):
-        pass
+    from dataclasses import dataclass
 
-    assert render(Strange("hello")) == "[Strange] hello"
+    from bot.replies import Reply
+
+    @dataclass(frozen=True)
+    class Strange(Reply):
+        def text(self) -> str:
+            return "hello"
+
+    assert render(Strange()) == "[Strange] hello"
 
 
 async def test_other_commands_through_the_console(engine, alice):
@@ -71,3 +77,26 @@ async def test_other_commands_through_the_console(engine, alice):
     assert "How it shows up:" in text
     assert "! Unknown topic 'nosuchtopic'. Topics: alpha, beta." in text
     assert "! You have no quiz in progress." in text
+
+
+async def test_daily_question_in_the_terminal(engine, clock, alice, bank):
+    from datetime import UTC, datetime
+
+    out = io.StringIO()
+    app = ConsoleApp(engine, alice, stdin=io.StringIO(""), stdout=out, live_countdown=False)
+    scheduler = Scheduler(engine, clock)
+    scheduler.register_daily("console", app)
+    clock.set(datetime(2026, 6, 1, 8, 0, tzinfo=UTC))
+    await app.handle_line("daily set terminal 09:00 UTC")
+    clock.set(datetime(2026, 6, 1, 9, 0, tzinfo=UTC))
+    await scheduler.tick()
+    assert app.daily is not None and "📅 Daily question · 2026-06-01" in out.getvalue()
+    answer = bank.question(app.daily.question_id).answer_text
+    letter = next(c.letter for c in app.daily.choices if c.text == answer)
+    await app.handle_line(letter.lower())
+    assert "✔ Correct!" in out.getvalue()
+    await app.handle_line("leaderboard all")
+    assert "1. Alice:" in out.getvalue()
+    clock.set(datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    await scheduler.tick()
+    assert "1 of 1 got it right (100%)." in out.getvalue()

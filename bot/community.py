@@ -1,0 +1,471 @@
+"""Teams, leaderboards, daily question posts, streaks and spaced review.
+
+A mixin of QuizEngine: it shares the engine's store, bank, clock and transaction helper. Scores are
+aggregated per period (week, month, all time) in the same transaction as the answer, so a
+leaderboard never sums raw answers.
+
+Rules, documented in the README:
+- a player is in at most one team per workspace/server; team points are the points members earned
+  while in the team; teams rank by total points, or by points per current member;
+- ranks: most points first; a tie goes to whoever reached that score first, then to the lower id;
+- a daily post is claimed in the database before it is sent (one row per channel and local date),
+  so a restart, a crash mid-post or a second process never posts twice;
+- review is a Leitner schedule: a miss puts the question in box 1 (due now); each right review
+  moves it up a box (due again in 1, 3, 7 days); right in box 4 retires it; a wrong review
+  sends it back to box 1, due tomorrow.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from collections.abc import Collection
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from . import errors
+from .bank import LETTERS
+from .periods import (
+    PERIODS,
+    daily_instant,
+    latest_slot,
+    local_date,
+    next_slot,
+    parse_hhmm,
+    period_key,
+    period_keys,
+    period_label,
+    streak,
+    zone,
+)
+from .replies import (
+    Choice,
+    DailyChannelInfo,
+    DailyPost,
+    DailyReveal,
+    DailyStatus,
+    Feedback,
+    Leaderboard,
+    LeaderEntry,
+    Notice,
+    Player,
+    Reply,
+    TeamInfo,
+    TeamList,
+)
+from .scoring import points_for
+from .store import DailyChannelRow, DailyPostRow, Tx
+
+if TYPE_CHECKING:
+    from .engine import QuizEngine
+
+TEAM_NAME_MIN, TEAM_NAME_MAX = 3, 32
+REVIEW_INTERVAL_DAYS = {1: 1, 2: 3, 3: 7}  # days until the next review after a right answer in box n
+REVIEW_RETIRE_AFTER_BOX = 4
+REVIEW_BATCH = 5
+DAILY_LEASE_SECONDS = 60
+_CHANNEL_REF = re.compile(r"^<#([A-Za-z0-9]+)(?:\|[^>]*)?>$")
+_CHANNEL_ID = re.compile(r"^#?([A-Za-z0-9_-]{1,80})$")
+
+
+def scope_of(platform: str, tenant: str) -> str:
+    return f"{platform}:{tenant}"
+
+
+def normalise_team_name(raw: str) -> str:
+    """Validate a team name; return it with runs of spaces folded. Raises BadRequest with the rule."""
+    name = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not TEAM_NAME_MIN <= len(name) <= TEAM_NAME_MAX:
+        raise errors.BadRequest(f"Team names need {TEAM_NAME_MIN} to {TEAM_NAME_MAX} characters.")
+    if any(not (ch.isalnum() or ch in " -_.") for ch in name):
+        raise errors.BadRequest("Team names may use letters, digits, spaces, '-', '_' and '.' only.")
+    if not name[0].isalnum():
+        raise errors.BadRequest("Team names must start with a letter or a digit.")
+    return name
+
+
+def parse_channel(token: str) -> str:
+    """A channel reference as typed: Slack `<#C123|name>`, Discord `<#123>`, or a bare id/name."""
+    m = _CHANNEL_REF.match(token) or _CHANNEL_ID.match(token)
+    if not m:
+        raise errors.BadRequest(f"'{token[:40]}' is not a channel. Mention it, like #general.")
+    return m.group(1)
+
+
+class CommunityMixin:
+    """Mixed into QuizEngine; see the module docstring for the rules."""
+
+    default_tz: ZoneInfo
+    _tz_cache: dict[str, ZoneInfo]
+    _player_scope: dict[int, tuple[str, str]]
+
+    # -- helpers used inside engine transactions ---------------------------------------------------
+
+    async def _scope_of_player(self: QuizEngine, tx: Tx, player_id: int) -> tuple[str, str]:
+        cached = self._player_scope.get(player_id)
+        if cached is None:
+            row = await tx.get_player(player_id)
+            assert row is not None
+            cached = self._player_scope[player_id] = (row.platform, row.tenant)
+        return cached
+
+    async def _tenant_tz(self: QuizEngine, tx: Tx, platform: str, tenant: str) -> ZoneInfo:
+        key = scope_of(platform, tenant)
+        tz = self._tz_cache.get(key)
+        if tz is None:
+            name = await tx.get_setting(platform, tenant, "timezone")
+            tz = self._tz_cache[key] = (zone(name) if name else None) or self.default_tz
+        return tz
+
+    async def _record_result(self: QuizEngine, tx: Tx, player_id: int, points: int, answered: int, correct: int,
+                             now: float) -> None:
+        """Totals plus the week/month/all aggregates of the player and their team."""
+        await tx.add_to_totals(player_id, points, answered, correct)
+        platform, tenant = await self._scope_of_player(tx, player_id)
+        tz = await self._tenant_tz(tx, platform, tenant)
+        team = await tx.team_of(player_id)
+        instant = datetime.fromtimestamp(now, UTC)
+        await tx.add_period_scores(scope_of(platform, tenant), period_keys(instant, tz), player_id,
+                                   team.id if team else None, points, answered, correct, now)
+
+    async def _record_activity(self: QuizEngine, tx: Tx, player_id: int, now: float) -> None:
+        platform, tenant = await self._scope_of_player(tx, player_id)
+        tz = await self._tenant_tz(tx, platform, tenant)
+        await tx.add_activity(player_id, local_date(datetime.fromtimestamp(now, UTC), tz).isoformat())
+
+    async def _review_after(self: QuizEngine, tx: Tx, player_id: int, question_id: str, mode: str, outcome: str,
+                            now: float) -> None:
+        if mode == "review":
+            box = await tx.review_box(player_id, question_id) or 1
+            if outcome == "correct":
+                if box >= REVIEW_RETIRE_AFTER_BOX:
+                    await tx.drop_review(player_id, question_id)
+                else:
+                    await tx.set_review(player_id, question_id, box + 1, now + REVIEW_INTERVAL_DAYS[box] * 86400)
+            elif outcome in ("wrong", "timeout"):
+                await tx.set_review(player_id, question_id, 1, now + 86400)
+        elif outcome in ("wrong", "timeout"):
+            await tx.set_review(player_id, question_id, 1, now)
+
+    # -- teams --------------------------------------------------------------------------------------
+
+    async def team(self: QuizEngine, player: Player, action: str, raw_name: str = "") -> list[Reply]:
+        now = self._now()
+        scope = scope_of(player.platform, player.tenant)
+        async with self._tx() as tx:
+            pid = await self._player_id(tx, player)
+            current = await tx.team_of(pid)
+            if action == "create":
+                name = normalise_team_name(raw_name)
+                if current is not None:
+                    raise errors.BadRequest(f"You are already in team '{current.name}'. Leave it first with "
+                                            "`team leave`.")
+                team_id = await tx.create_team(scope, name, name.casefold(), pid, now)
+                if team_id is None:
+                    raise errors.BadRequest(f"A team called '{name}' already exists here (names ignore case).")
+                await tx.join_team(pid, team_id, now)
+                return [Notice(f"Team '{name}' created, and you are in it. Others join with `team join {name}`.")]
+            if action == "join":
+                name = " ".join(raw_name.split())
+                team = await tx.team_by_key(scope, name.casefold()) if name else None
+                if team is None:
+                    raise errors.BadRequest(f"There is no team called '{name}' here. See `team list`.")
+                if current is not None:
+                    if current.id == team.id:
+                        return [Notice(f"You are already in team '{team.name}'.")]
+                    raise errors.BadRequest(f"You are already in team '{current.name}'. Leave it first with "
+                                            "`team leave`.")
+                await tx.join_team(pid, team.id, now)
+                return [Notice(f"You joined team '{team.name}'.")]
+            if action == "leave":
+                if current is None:
+                    raise errors.BadRequest("You are not in a team.")
+                await tx.leave_team(pid)
+                return [Notice(f"You left team '{current.name}'.")]
+            rows = await tx.list_teams(scope)
+            return [TeamList(tuple(TeamInfo(r.name, r.members, r.points) for r in rows),
+                             current.name if current else None)]
+
+    # -- leaderboards ---------------------------------------------------------------------------------
+
+    async def leaderboard(self: QuizEngine, player: Player, kind: str = "players", period: str = "week",
+                          per_member: bool = False, limit: int = 10) -> list[Reply]:
+        if kind not in ("players", "teams"):
+            raise errors.BadRequest("Use `leaderboard players` or `leaderboard teams`.")
+        if period not in PERIODS:
+            raise errors.BadRequest("The period is `week`, `month` or `all`.")
+        scope = scope_of(player.platform, player.tenant)
+        async with self._tx() as tx:
+            pid = await self._player_id(tx, player)
+            tz = await self._tenant_tz(tx, player.platform, player.tenant)
+            instant = self.clock.now()
+            key = period_key(period, instant, tz)
+            if kind == "players":
+                rows = await tx.top_players(scope, key, limit)
+                entries = tuple(LeaderEntry(i, r.name, r.points, 0, r.id == pid) for i, r in enumerate(rows, 1))
+                mine = await tx.player_rank(scope, key, pid)
+                me = LeaderEntry(mine[0], player.display_name or player.user, mine[1], 0, True) if mine else None
+            else:
+                team = await tx.team_of(pid)
+                rows = await tx.top_teams(scope, key, per_member, 10_000)
+                ranked = [LeaderEntry(i, r.name, r.points, r.members, team is not None and r.id == team.id)
+                          for i, r in enumerate(rows, 1)]
+                entries = tuple(ranked[:limit])
+                me = next((e for e in ranked if e.is_me), None)
+        return [Leaderboard(kind, period, period_label(period, instant, tz), per_member and kind == "teams",
+                            entries, me)]
+
+    async def set_timezone(self: QuizEngine, player: Player, name: str) -> list[Reply]:
+        tz = zone(name)
+        if tz is None:
+            raise errors.BadRequest(f"Unknown time zone '{name[:60]}'. Use an IANA name like Europe/Berlin.")
+        async with self._tx() as tx:
+            await tx.set_setting(player.platform, player.tenant, "timezone", name)
+        self._tz_cache[scope_of(player.platform, player.tenant)] = tz
+        return [Notice(f"Weeks, months and streaks now follow {name}.")]
+
+    # -- streaks and stats -----------------------------------------------------------------------------
+
+    async def _streak(self: QuizEngine, tx: Tx, player: Player, pid: int) -> int:
+        tz = await self._tenant_tz(tx, player.platform, player.tenant)
+        return streak(await tx.activity_dates(pid, 400), local_date(self.clock.now(), tz))
+
+    async def _community_stats(self: QuizEngine, tx: Tx, player: Player, pid: int) -> tuple[int, str | None, int | None]:
+        team = await tx.team_of(pid)
+        rank = await tx.player_rank(scope_of(player.platform, player.tenant), "all", pid)
+        return await self._streak(tx, player, pid), team.name if team else None, rank[0] if rank else None
+
+    # -- review ---------------------------------------------------------------------------------------
+
+    async def _review_questions(self: QuizEngine, tx: Tx, pid: int, now: float) -> list[str]:
+        due = [q for q in await tx.due_reviews(pid, now, REVIEW_BATCH * 4) if q in self.bank.questions]
+        if due:
+            return due[:REVIEW_BATCH]
+        nxt = await tx.next_review(pid)
+        if nxt is None:
+            raise errors.BadRequest("Nothing to review: questions you miss come back here on a spaced schedule.")
+        when = datetime.fromtimestamp(nxt[0], UTC)
+        raise errors.BadRequest(f"Nothing due yet: {nxt[1]} question{'s' if nxt[1] != 1 else ''} in review, "
+                                f"the next one on {when:%Y-%m-%d %H:%M} UTC.")
+
+    # -- daily posts ------------------------------------------------------------------------------------
+
+    async def daily_set(self: QuizEngine, player: Player, channel_token: str, hhmm: str, tz_name: str) -> list[Reply]:
+        channel = parse_channel(channel_token)
+        at = parse_hhmm(hhmm)
+        if at is None:
+            raise errors.BadRequest(f"'{hhmm[:20]}' is not a time: use 24-hour HH:MM, like 09:00.")
+        tz = zone(tz_name)
+        if tz is None:
+            raise errors.BadRequest(f"Unknown time zone '{tz_name[:60]}'. Use an IANA name like Europe/Berlin.")
+        async with self._tx() as tx:
+            await tx.set_daily_channel(DailyChannelRow(player.platform, player.tenant, channel, at.strftime("%H:%M"),
+                                                       tz_name, True), self._now())
+        self.deadlines_changed.set()
+        return await self.daily_status(player)
+
+    async def daily_off(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
+        async with self._tx() as tx:
+            rows = await tx.daily_channels(player.platform, player.tenant)
+            if channel_token is not None:
+                channel = parse_channel(channel_token)
+                rows = [r for r in rows if r.channel == channel]
+                if not rows:
+                    raise errors.BadRequest(f"No daily question is set for <#{channel}>.")
+            for r in rows:
+                r.enabled = False
+                await tx.set_daily_channel(r, self._now())
+        return await self.daily_status(player)
+
+    async def daily_status(self: QuizEngine, player: Player) -> list[Reply]:
+        now = self.clock.now()
+        async with self._tx() as tx:
+            rows = await tx.daily_channels(player.platform, player.tenant)
+        infos = []
+        for r in rows:
+            tz, at = zone(r.timezone), parse_hhmm(r.post_time)
+            nxt = next_slot(now, at, tz) if (r.enabled and tz and at) else None
+            infos.append(DailyChannelInfo(r.channel, r.post_time, r.timezone, r.enabled, nxt))
+        return [DailyStatus(tuple(infos))]
+
+    async def daily_now(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
+        """Queue today's post for immediate sending (still one post per channel per local day)."""
+        now = self._now()
+        async with self._tx() as tx:
+            rows = [r for r in await tx.daily_channels(player.platform, player.tenant) if r.enabled]
+            if channel_token is not None:
+                channel = parse_channel(channel_token)
+                rows = [r for r in rows if r.channel == channel]
+            if not rows:
+                raise errors.BadRequest("Set a daily channel first: `daily set #channel HH:MM Area/City`.")
+            if len(rows) > 1:
+                raise errors.BadRequest("Several channels have a daily question; name one: `daily now #channel`.")
+            row = rows[0]
+            tz, at = zone(row.timezone), parse_hhmm(row.post_time)
+            assert tz is not None and at is not None
+            today = local_date(datetime.fromtimestamp(now, UTC), tz)
+            if await tx.daily_post_on(row.platform, row.tenant, row.channel, today.isoformat()) is not None:
+                raise errors.BadRequest(f"Today's question is already posted in <#{row.channel}>; "
+                                        "one per day.")
+            await self._queue_post(tx, row, today, tz, at, now)
+        self.deadlines_changed.set()
+        return [Notice(f"Posting today's question in <#{row.channel}> now.")]
+
+    async def _queue_post(self: QuizEngine, tx: Tx, row: DailyChannelRow, day: date, tz: ZoneInfo, at,
+                          now: float) -> bool:
+        question_id = self._next_daily_question(await tx.daily_history(row.platform, row.tenant, row.channel))
+        closes = daily_instant(day + timedelta(days=1), at, tz).timestamp()
+        post = DailyPostRow(secrets.token_hex(8), row.platform, row.tenant, row.channel, day.isoformat(), question_id,
+                            self._shuffle(), "queued", None, now, None, max(closes, now + 3600))
+        if not await tx.insert_daily_post(post):
+            return False
+        # the previous post's window closes when the next one goes out
+        for status in ("posted", "posting", "queued"):
+            for old in await tx.daily_posts_due(status, now + 10 * 86400, "closes_at"):
+                if old.channel == row.channel and old.tenant == row.tenant and old.platform == row.platform \
+                        and old.id != post.id and old.closes_at > now:
+                    old.closes_at = now
+                    await tx.update_daily_post(old, status)
+        return True
+
+    def _next_daily_question(self: QuizEngine, history_newest_first: list[str]) -> str:
+        """A question the channel has not seen in the current pass through the whole bank."""
+        all_ids = set(self.bank.questions)
+        seen: set[str] = set()
+        for qid in history_newest_first:
+            if qid not in all_ids:
+                continue
+            if qid in seen or len(seen) == len(all_ids):
+                break
+            seen.add(qid)
+        if len(seen) == len(all_ids):
+            seen = set()
+        return self.rng.choice(sorted(all_ids - seen))
+
+    async def claim_daily_posts(self: QuizEngine, platforms: Collection[str]) -> list[DailyPost]:
+        """Queue what is due, then claim queued posts and posts whose last attempt's lease ran out.
+
+        Only `platforms` (those this process can post to) are queued and claimed.
+        """
+        now_dt = self.clock.now()
+        now = now_dt.timestamp()
+        claimed: list[DailyPost] = []
+        async with self._tx() as tx:
+            for row in await tx.daily_channels(None, None):
+                tz, at = zone(row.timezone), parse_hhmm(row.post_time)
+                if not row.enabled or tz is None or at is None or row.platform not in platforms:
+                    continue
+                day = latest_slot(now_dt, at, tz)
+                # `daily now` may already have posted the next local day's question early
+                taken = [await tx.daily_post_on(row.platform, row.tenant, row.channel, d.isoformat())
+                         for d in (day, day + timedelta(days=1))]
+                if taken == [None, None]:
+                    await self._queue_post(tx, row, day, tz, at, now)
+            for status, reconcile in (("queued", False), ("posting", True)):
+                for post in await tx.daily_posts_due(status, now, "lease_until"):
+                    if post.platform not in platforms:
+                        continue
+                    post.status, post.lease_until = "posting", now + DAILY_LEASE_SECONDS
+                    if await tx.update_daily_post(post, status):
+                        claimed.append(self._daily_reply(post, reconcile))
+        return claimed
+
+    def _daily_reply(self: QuizEngine, post: DailyPostRow, reconcile: bool) -> DailyPost:
+        q = self.bank.question(post.question_id)
+        choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(o)]) for i, o in enumerate(post.choice_order))
+        return DailyPost(post.id, post.platform, post.tenant, post.channel, post.local_date, q.id, q.topic,
+                         q.difficulty, q.prompt, q.code, choices, datetime.fromtimestamp(post.closes_at, UTC),
+                         reconcile)
+
+    async def daily_posted(self: QuizEngine, post_id: str, message_ref: str) -> bool:
+        async with self._tx() as tx:
+            post = await tx.get_daily_post(post_id)
+            if post is None or post.status != "posting":
+                return False
+            post.status, post.message_ref, post.posted_at = "posted", message_ref, self._now()
+            return await tx.update_daily_post(post, "posting")
+
+    async def claim_daily_reveals(self: QuizEngine, platforms: Collection[str]) -> list[DailyReveal]:
+        now = self._now()
+        out: list[DailyReveal] = []
+        async with self._tx() as tx:
+            due = [(p, "posted") for p in await tx.daily_posts_due("posted", now, "closes_at")]
+            due += [(p, "closing") for p in await tx.daily_posts_due("closing", now, "lease_until")]
+            for post, status in due:
+                if post.platform not in platforms:
+                    continue
+                post.status, post.lease_until = "closing", now + DAILY_LEASE_SECONDS
+                if not await tx.update_daily_post(post, status):
+                    continue
+                q = self.bank.question(post.question_id)
+                answered, correct = await tx.daily_counts(post.id)
+                choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(o)])
+                                for i, o in enumerate(post.choice_order))
+                out.append(DailyReveal(post.id, post.platform, post.tenant, post.channel, post.message_ref,
+                                       post.local_date, q.id, q.prompt, choices,
+                                       LETTERS[post.choice_order.index(q.answer)], q.answer_text, q.explanation,
+                                       answered, correct))
+        return out
+
+    async def daily_revealed(self: QuizEngine, post_id: str) -> None:
+        async with self._tx() as tx:
+            post = await tx.get_daily_post(post_id)
+            if post is not None and post.status == "closing":
+                post.status = "closed"
+                await tx.update_daily_post(post, "closing")
+
+    async def daily_answer(self: QuizEngine, player: Player, post_id: str, question_id: str, choice: str,
+                           event_id: str) -> list[Reply]:
+        shown = (choice or "").strip().upper()
+        key = f"{player.platform}:{event_id}"
+        now = self._now()
+        async with self._tx() as tx:
+            pid = await self._player_id(tx, player)
+            post = await tx.get_daily_post(post_id)
+            if post is None or post.question_id != question_id:
+                raise errors.QuestionClosed("That daily question no longer exists.")
+            if post.platform != player.platform or post.tenant != player.tenant:
+                raise errors.NotYourSession("That daily question belongs to another workspace.")
+            q = self.bank.question(post.question_id)
+            prior = await tx.daily_answer(post.id, pid)
+            if prior is not None:
+                was_shown, was_correct, was_points, prior_key = prior
+                if prior_key != key:
+                    raise errors.NoAttemptsLeft("You already answered today's question: one answer each.")
+                return [self._daily_feedback(post, q, was_shown, was_correct, was_points)]
+            if post.status in ("closing", "closed") or now >= post.closes_at:
+                raise errors.QuestionClosed("This daily question has closed; the answer is in the post.")
+            if shown not in LETTERS:
+                raise errors.UnknownChoice()
+            original = post.choice_order[LETTERS.index(shown)]
+            correct = original == q.answer
+            points = points_for(q.difficulty, correct=correct, attempt=1, hint_used=False)
+            if not await tx.insert_daily_answer(post.id, pid, original, shown, correct, points, key, now):
+                raise errors.NoAttemptsLeft("You already answered today's question: one answer each.")
+            await self._record_result(tx, pid, points, 1, int(correct), now)
+            await self._record_activity(tx, pid, now)
+            await self._review_after(tx, pid, q.id, "daily", "correct" if correct else "wrong", now)
+            return [self._daily_feedback(post, q, shown, correct, points)]
+
+    @staticmethod
+    def _daily_feedback(post: DailyPostRow, q, shown: str, correct: bool, points: int) -> Feedback:
+        return Feedback(session_id=post.id, question_id=q.id, chosen=shown, correct=correct, points=points,
+                        attempts_left=0, final=True, answer_letter=LETTERS[post.choice_order.index(q.answer)],
+                        answer_text=q.answer_text, explanation=q.explanation)
+
+    async def next_wakeup(self: QuizEngine) -> datetime | None:
+        """The earliest of: a question deadline, a daily lease or window close, a scheduled daily post."""
+        now = self.clock.now()
+        candidates: list[float] = []
+        async with self._tx() as tx:
+            for value in (await tx.next_deadline(), await tx.next_daily_event()):
+                if value is not None:
+                    candidates.append(value)
+            for row in await tx.daily_channels(None, None):
+                tz, at = zone(row.timezone), parse_hhmm(row.post_time)
+                if row.enabled and tz and at:
+                    candidates.append(next_slot(now, at, tz).timestamp())
+        return datetime.fromtimestamp(min(candidates), UTC) if candidates else None
+
