@@ -197,3 +197,32 @@ MIGRATIONS.append(
         """,
     )
 )
+
+MIGRATIONS.append(
+    (
+        4,
+        "players per score, kept by triggers, so a rank is a short sum instead of a long count",
+        """
+        CREATE TABLE score_counts (
+            scope TEXT NOT NULL,
+            period TEXT NOT NULL,
+            points INTEGER NOT NULL,
+            players INTEGER NOT NULL,
+            PRIMARY KEY (scope, period, points)
+        );
+        INSERT INTO score_counts (scope, period, points, players)
+            SELECT scope, period, points, COUNT(*) FROM score_periods GROUP BY scope, period, points;
+        CREATE TRIGGER score_counts_insert AFTER INSERT ON score_periods BEGIN
+            INSERT INTO score_counts (scope, period, points, players) VALUES (NEW.scope, NEW.period, NEW.points, 1)
+            ON CONFLICT (scope, period, points) DO UPDATE SET players = players + 1;
+        END;
+        CREATE TRIGGER score_counts_update AFTER UPDATE OF points ON score_periods
+        WHEN OLD.points != NEW.points BEGIN
+            UPDATE score_counts SET players = players - 1
+            WHERE scope = OLD.scope AND period = OLD.period AND points = OLD.points;
+            INSERT INTO score_counts (scope, period, points, players) VALUES (NEW.scope, NEW.period, NEW.points, 1)
+            ON CONFLICT (scope, period, points) DO UPDATE SET players = players + 1;
+        END;
+        """,
+    )
+)

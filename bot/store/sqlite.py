@@ -42,6 +42,20 @@ _ANSWER_COLS = ("session_id, position, attempt, question_id, player_id, choice, 
                 "points, event_key, answered_at")
 
 
+def split_statements(script: str) -> list[str]:
+    """Split a migration into statements; a trigger body's inner semicolons stay inside its statement."""
+    statements, buf = [], ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip(" \n;"):
+        statements.append(buf.strip())
+    return statements
+
+
 class StoreUnavailable(Exception):
     """The database cannot be opened or written (path, permissions, a lock held too long)."""
 
@@ -325,10 +339,14 @@ class SqliteTx(Tx):
         if me is None:
             return None
         points, reached = me
+        # players with more points come from the per-score counts (a few hundred rows at most);
+        # only the tie group at exactly this score is counted row by row, on the rank index
         ahead = await self._one(
-            "SELECT COUNT(*) FROM score_periods WHERE scope = ? AND period = ? AND (points > ? OR "
-            "(points = ? AND (reached_at < ? OR (reached_at = ? AND player_id < ?))))",
-            (scope, period, points, points, reached, reached, player_id))
+            "SELECT COALESCE((SELECT SUM(players) FROM score_counts WHERE scope = ? AND period = ? AND points > ?), 0)"
+            " + (SELECT COUNT(*) FROM score_periods WHERE scope = ? AND period = ? AND points = ? AND reached_at < ?)"
+            " + (SELECT COUNT(*) FROM score_periods WHERE scope = ? AND period = ? AND points = ? AND reached_at = ? "
+            "AND player_id < ?)",
+            (scope, period, points, scope, period, points, reached, scope, period, points, reached, player_id))
         return ahead[0] + 1, points
 
     async def top_teams(self, scope: str, period: str, per_member: bool, limit: int) -> list[RankRow]:
@@ -505,9 +523,8 @@ class SqliteStore(Store):
             for version, name, sql in MIGRATIONS:
                 if version <= current:
                     continue
-                for statement in (s.strip() for s in sql.split(";")):
-                    if statement:
-                        await db.execute(statement)
+                for statement in split_statements(sql):
+                    await db.execute(statement)
                 await db.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name))
             await db.execute("COMMIT")
         except BaseException:

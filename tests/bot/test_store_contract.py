@@ -10,6 +10,7 @@ import pytest
 
 from bot.store import AnswerRow, ItemRow, SessionRow, SqliteStore, StoreBusy
 from bot.store.migrations import MIGRATIONS
+from bot.store.sqlite import split_statements
 
 
 def sqlite_file(tmp_path: Path) -> SqliteStore:
@@ -121,9 +122,8 @@ async def test_reopen_keeps_data_and_upgrades_in_place(tmp_path):
     raw = sqlite3.connect(path)
     raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                 "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
-    for statement in (s.strip() for s in MIGRATIONS[0][2].split(";")):
-        if statement:
-            raw.execute(statement)
+    for statement in split_statements(MIGRATIONS[0][2]):
+        raw.execute(statement)
     raw.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')")
     raw.execute("INSERT INTO players (platform, tenant, user_id, display_name, created_at) "
                 "VALUES ('console', 'local', 'old', 'Old', 1.0)")
