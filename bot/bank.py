@@ -28,7 +28,14 @@ TEST_BANDS = {"easy": ("easy",), "medium": ("medium", "intermediate"), "hard": (
 DEFAULT_TIME_LIMIT = 120
 EXPERT_TIME_LIMIT = 180
 # choices are shuffled per session, so prose must name a choice by its content, never its letter
-_LETTER_REF = re.compile(r"\b(?:[Oo]ption|[Cc]hoice|[Aa]nswer|[Ll]etter)s?\s+\(?[A-D]\b|(?:^|\s)\(?[A-D]\)\s")
+_LETTER_REF = re.compile(
+    r"\b(?:[Oo]ption|[Cc]hoice|[Aa]nswer|[Ll]etter)s?\s+\(?[A-D]\b"  # "option B", "answer (C)"
+    r"|(?:^|\s)\(?[A-D]\)\s"  # "(A) ", "B) "
+    r"|(?<![\w'+#.-])[B-D](?![\w'+#-])"  # a lone B, C or D
+    r"|(?<![\w'+#.-])A\s+(?:is|was|would|and|or|fails|reverses|swaps|treats|rejects|relies|blocks|misreads|"
+    r"keeps|contradicts|describes|confuses|invents|gets|sounds|looks|ignores|misses|builds|assumes|picks|"
+    r"may|might|shows|moves|tests|has|adds|breaks|lets|makes|leaves|finds|trades|names|claims|says)\b"
+)
 _CATCH_ALL = re.compile(r"\b(all|none|both|neither) of the (above|others|options)\b", re.IGNORECASE)
 
 

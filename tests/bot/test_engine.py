@@ -209,7 +209,7 @@ async def test_practice_is_untimed_with_worked_solution(engine, bank, alice):
     q = bank.question(card.question_id)
     assert fb.final and fb.points == 0
     assert fb.solution is not None and fb.solution.steps == q.solution.steps
-    assert fb.solution.mistake is not None and fb.solution.mistake.startswith("Picking")
+    assert fb.solution.mistake is not None and fb.solution.mistake.startswith("This pick")
 
 
 async def test_practice_filters(engine, alice):

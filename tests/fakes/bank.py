@@ -35,7 +35,7 @@ def question(topic: str, n: int, qtype: str, difficulty: str) -> dict:
         q["solution"] = {
             "steps": [f"Step one for {n}.", "Step two."],
             "quick_check": "Check it.",
-            "common_mistakes": {x: f"Picking {x} means a mix-up." for x in LETTERS if x != answer},
+            "common_mistakes": {x: f"This pick ({n}) means a mix-up." for x in LETTERS if x != answer},
         }
     return q
 
