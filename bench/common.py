@@ -1,0 +1,58 @@
+"""Shared helpers: timing statistics, the results table and the JSON file each benchmark writes."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def report(name: str, rows: list[tuple[str, str, str, str]], data: dict, smoke: bool) -> Path:
+    """Print a table (figure, measured, target, verdict) and write bench/results/NAME.json."""
+    widths = [max(len(r[i]) for r in rows + [("figure", "measured", "target", "ok")]) for i in range(4)]
+    header = ("figure", "measured", "target", "ok")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    out = RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "smoke": smoke, "when": datetime.now(UTC).isoformat(timespec="seconds"),
+               "machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform()},
+               "table": [dict(zip(header, r, strict=True)) for r in rows], **data}
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return out
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
