@@ -1,0 +1,172 @@
+"""The discord.py bot: `build_bot(settings, engine)` is the one factory (tests and `mldebt run`).
+
+The bot translates: an app command or a click becomes a bot.commands call with the player
+`Player("discord", guild id, user id, display name)`, and the replies are shown by turn.present.
+It keeps nothing about quizzes in memory: sessions, deadlines, where each question is shown and
+pending role grants are in the database, and the buttons carry ids only, so a restarted bot (or a
+second process) picks up where the last one stopped.
+
+Intents: guilds only (the role cache and guild events). No message content, no members: members
+come with each interaction, and a pending grant fetches its member over REST.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.commands import Action, handle_action, handle_text
+from bot.config import Settings
+from bot.engine import Delivery, QuizEngine
+from bot.replies import Notice, Player, Rejected, TimeUp
+
+from .components import QuizButton
+from .daily import DailyPoster
+from .roles import PLATFORM, RoleGranter
+from .routes import Route
+from .sync import sync_if_changed
+from .tree import command_groups
+from .turn import InteractionSurface, WebhookSurface, present
+
+log = logging.getLogger(__name__)
+
+SORRY = "Something went wrong on our side; please try again. If it keeps happening, tell a server admin."
+NOT_ADMIN = "You need the Manage Server permission for `/mldebt-admin` commands."
+NOT_IN_GUILD = "mldebt works inside a server: use it in a server channel."
+
+
+def intents() -> discord.Intents:
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    return wanted
+
+
+def player_of(interaction: discord.Interaction) -> Player:
+    return Player(PLATFORM, str(interaction.guild_id), str(interaction.user.id), interaction.user.display_name)
+
+
+def is_admin(interaction: discord.Interaction) -> bool:
+    return interaction.guild_id is not None and interaction.permissions.manage_guild
+
+
+class MlDebtTree(app_commands.CommandTree):
+    # a method, not an attribute set later: test harnesses and discord.py wrap it at attach time
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        log.error("app command %s failed", interaction.command.qualified_name if interaction.command else "?",
+                  exc_info=error)
+        await _say_sorry(interaction)
+
+
+async def _say_sorry(interaction: discord.Interaction) -> None:
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(SORRY, ephemeral=True)
+        else:
+            await interaction.response.send_message(SORRY, ephemeral=True)
+    except discord.HTTPException:  # e.g. the interaction expired meanwhile
+        log.warning("could not tell the user about the failure", exc_info=True)
+
+
+class MlDebtBot(commands.Bot):
+    def __init__(self, settings: Settings, engine: QuizEngine, *, sync_commands: bool = True) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, help_command=None, intents=intents(),
+                         allowed_mentions=discord.AllowedMentions.none(), tree_cls=MlDebtTree)
+        self.settings = settings
+        self.engine = engine
+        self.sync_commands = sync_commands
+        self.roles = RoleGranter(engine, settings.discord_mastery_role)
+        self.daily = DailyPoster(self)
+        engine.grant_platforms.add(PLATFORM)  # every new badge also stores a pending role grant
+        for group in command_groups():
+            self.tree.add_command(group)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(QuizButton)
+        if self.sync_commands:
+            await sync_if_changed(self.engine, self, self.tree)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    async def on_ready(self) -> None:
+        """On start (and after a reconnect that needed a new session): retry the pending role grants."""
+        for guild in list(self.guilds):
+            await self.roles.retry(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.roles.retry(guild)  # added back to a server that still has pending grants
+
+    # -- commands and clicks ----------------------------------------------------------------------
+
+    async def run_text(self, interaction: discord.Interaction, text: str, *, admin_only: bool = False) -> None:
+        """An app command, as the core's command text."""
+        if interaction.guild_id is None:
+            await interaction.response.send_message(NOT_IN_GUILD, ephemeral=True)
+            return
+        player = player_of(interaction)
+        surface = InteractionSurface(interaction, player)
+        if admin_only and not is_admin(interaction):
+            await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
+            return
+        replies = await surface.within_ack(
+            handle_text(self.engine, player, text, is_admin=is_admin(interaction),
+                        celebrate_default=self.settings.celebrate), update=False)
+        await present(self, surface, replies)
+
+    async def on_quiz_click(self, interaction: discord.Interaction, custom_id: str) -> None:
+        """A question button (a DynamicItem, so it works for messages from before a restart)."""
+        try:
+            if interaction.guild_id is None:
+                await interaction.response.send_message(NOT_IN_GUILD, ephemeral=True)
+                return
+            player = player_of(interaction)
+            surface = InteractionSurface(interaction, player)
+            action = Action.decode(custom_id)
+            on_card = action.question_id if action is not None and action.kind in "ahs" else None
+            replies = await surface.within_ack(
+                handle_action(self.engine, player, custom_id, str(interaction.id)), update=on_card is not None)
+            await present(self, surface, replies, card_question=on_card)
+        except Exception:
+            # discord.py would only log an exception escaping a DynamicItem callback
+            log.exception("click %s failed", custom_id)
+            await _say_sorry(interaction)
+
+    async def retry_roles_command(self, interaction: discord.Interaction) -> None:
+        player = player_of(interaction)
+        surface = InteractionSurface(interaction, player)
+        if not is_admin(interaction) or interaction.guild is None:
+            await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
+            return
+        await surface.defer()  # several Discord calls per grant
+        granted, pending = await self.roles.retry(interaction.guild)
+        replies = await self.engine.admin_status(player, celebrate_default=self.settings.celebrate)
+        note = Notice(f"Retried the pending Mastery roles: {granted} granted, {pending} still pending."
+                      if granted or pending else "No pending Mastery roles to retry.")
+        await present(self, surface, [note, *replies])
+
+    # -- the scheduler's time-outs ----------------------------------------------------------------
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """A question timed out: update its card (and show what comes next) via the stored route."""
+        route = Route.decode(delivery.route)
+        if route is None:
+            log.info("time-out in session %s recorded; no Discord message to update", delivery.session_id)
+            return
+        if not route.usable(discord.utils.utcnow()):
+            log.info("time-out in session %s recorded; the interaction token expired, so the player sees it "
+                     "on their next click or /mldebt resume", delivery.session_id)
+            return
+        surface = WebhookSurface(self, route, delivery.player)
+        timed_out = next((r.question_id for r in delivery.replies if isinstance(r, TimeUp)), None)
+        on_card = route.question_id if timed_out == route.question_id else None
+        try:
+            await present(self, surface, delivery.replies, card_question=on_card)
+        except discord.NotFound:
+            log.info("time-out in session %s recorded; its Discord message or token is gone", delivery.session_id)
+
+
+def build_bot(settings: Settings, engine: QuizEngine, *, sync_commands: bool = True) -> MlDebtBot:
+    """The Discord bot on this engine. `sync_commands=False` skips the start-up sync (the CLI syncs)."""
+    return MlDebtBot(settings, engine, sync_commands=sync_commands)

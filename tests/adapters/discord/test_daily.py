@@ -1,0 +1,72 @@
+"""The daily question on Discord: a public post with buttons, private feedback, the reveal edit."""
+
+from __future__ import annotations
+
+import discord
+
+from tests.adapters.discord.helpers import buttons
+
+
+async def schedule(world):
+    mod = world.admin()
+    done = await mod.slash(world.channel, "mldebt-admin daily set", channel=world.channel, time="09:00",
+                           timezone="Europe/Berlin")
+    assert done.response.ephemeral
+    return mod
+
+
+async def test_a_daily_post_an_answer_each_and_the_reveal(world):
+    mod = await schedule(world)
+    now = await mod.slash(world.channel, "mldebt-admin daily now")
+    assert now.response.content == f"Posting today's question in <#{world.channel.id}> now."
+
+    posts, _ = await world.scheduler.daily_tick()
+    (post,) = posts
+    message = world.channel.last_message  # public: everyone sees it
+    assert message.embeds[0].title == f"📅 Daily question · {post.local_date}"
+    assert [b["custom_id"] for b in buttons(message)] == [f"mldebt:d:{post.post_id}:{post.question_id}:{x}"
+                                                          for x in "ABCD"]
+    assert world.query("SELECT status, message_ref FROM daily_posts") == [("posted", str(message.id))]
+
+    q = world.bank.question(post.question_id)
+    right = next(c.letter for c in post.choices if c.text == q.answer_text)
+    wrong = next(c.letter for c in post.choices if c.text != q.answer_text)
+    a = await world.alice.click(message, label=right)
+    assert a.response.ephemeral and a.response.id != message.id  # private feedback, the post untouched
+    assert a.response.embeds[0].title.startswith("✅ Correct! +")
+    b = await world.bob.click(message, label=wrong)
+    assert b.response.embeds[0].title.startswith(f"❌ Wrong: the answer is {right})")
+    again = await world.alice.click(message, label=wrong)
+    assert again.response.content == "⚠️ You already answered today's question: one answer each."
+    assert not any(x["disabled"] for x in buttons(message))
+
+    world.clock.advance(hours=25)
+    _, reveals = await world.scheduler.daily_tick()
+    assert len(reveals) == 1
+    revealed = next(m for m in world.channel.history() if m.id == message.id)  # edited in place
+    embed = revealed.embeds[0]
+    assert embed.title.endswith("· closed")
+    assert embed.fields[0].name == f"✅ Answer: {right}) {q.answer_text}"
+    assert embed.fields[-1].value == "1 of 2 answers right (50%)"
+    states = {x["label"]: (x["disabled"], x["style"]) for x in buttons(revealed)}
+    assert states[right] == (True, discord.ButtonStyle.success.value)
+    assert all(disabled for disabled, _ in states.values())
+    assert world.query("SELECT status FROM daily_posts WHERE id = ?", post.post_id) == [("closed",)]
+
+
+async def test_a_post_sent_before_a_crash_is_found_not_posted_twice(world):
+    mod = await schedule(world)
+    await mod.slash(world.channel, "mldebt-admin daily now")
+    (post,) = await world.engine.claim_daily_posts(["discord"])
+    await world.env.bot.daily.post(post)  # …and the process dies before recording it
+    world.clock.advance(61)  # the claim's lease runs out
+    posts, _ = await world.scheduler.daily_tick()
+    assert [p.reconcile for p in posts] == [True]
+    assert len(world.channel.history()) == 1
+    assert world.query("SELECT status, message_ref FROM daily_posts") == [("posted", str(world.channel.last_message.id))]
+
+
+async def test_daily_settings_need_manage_server_and_status_is_for_everyone(world):
+    await schedule(world)
+    status = await world.alice.slash(world.channel, "mldebt daily")
+    assert status.response.embeds[0].description.startswith(f"<#{world.channel.id}>: every day at 09:00 Europe/Berlin")
