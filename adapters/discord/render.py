@@ -139,7 +139,8 @@ def result_fields(reply: Reply) -> tuple[str, str, int] | None:
     """Title, body and colour of a result written into a card (or shown on its own)."""
     match reply:
         case Feedback(correct=True):
-            return f"✅ Correct! +{reply.points} points", reply.explanation or "", GREEN
+            points = f" +{reply.points} points" if reply.points else ""  # practice and review score nothing
+            return f"✅ Correct!{points}", reply.explanation or "", GREEN
         case Feedback(final=False):
             left = plural(reply.attempts_left, "attempt")
             return f"❌ Not quite: {reply.chosen} is wrong", f"{left} left. Try again.", RED
@@ -259,8 +260,19 @@ def stats_embed(reply: Stats) -> discord.Embed:
     return fit(embed)
 
 
+# the core's usage lines, as typed on Discord where the app command differs
+DISCORD_USAGE = {
+    "leaderboard [players|teams] [week|month|all] [per-member]": "leaderboard [kind] [period] [per_member]",
+    "team create|join NAME, team leave, team list": "team create|join|leave|list",
+    "daily status": "daily",
+}
+
+
 def help_embed(reply: HelpText) -> discord.Embed:
-    lines = [f"`/mldebt {usage}` · {what}" if what else f"`/mldebt {usage}`" for usage, what in reply.commands]
+    lines = []
+    for usage, what in reply.commands:
+        usage = DISCORD_USAGE.get(usage, usage)
+        lines.append(f"`/mldebt {usage}` · {what}" if what else f"`/mldebt {usage}`")
     description = "\n".join(([reply.intro, ""] if reply.intro else []) + lines)
     embed = discord.Embed(title="mldebt", description=clip(description, DESCRIPTION_MAX), colour=BLURPLE)
     embed.set_footer(text=ADMIN_FOOTER)

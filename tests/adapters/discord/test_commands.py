@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 import simcord
+from discord import app_commands
+from simcord import assert_error
 
 from tests.adapters.discord.helpers import callback_type, card, field_names
 
@@ -89,6 +91,7 @@ async def test_information_commands(world):
     assert [f.name for f in learn.response.embeds[0].fields] == ["How it shows up", "How to pay it down", "Sources"]
     help_ = await world.alice.slash(world.channel, "mldebt help")
     assert "`/mldebt challenge` · the Mastery challenge" in help_.response.embeds[0].description
+    assert "`/mldebt daily` · when and where" in help_.response.embeds[0].description  # Discord's spelling
     stats = await world.alice.slash(world.channel, "mldebt stats")
     assert stats.response.embeds[0].title == "Stats for Alice"
     daily = await world.alice.slash(world.channel, "mldebt daily")
@@ -144,3 +147,20 @@ async def test_a_slow_click_is_deferred_and_then_edits_the_card(world, monkeypat
     assert callback_type(world, clicked) == 6  # deferred update of the clicked message
     await world.env.advance_time(10)
     assert field_names(started.response)[0][0] in "✅❌"
+
+
+async def test_a_bug_gets_a_private_apology_not_a_silent_failure(world, monkeypatch, caplog):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(world.engine, "stats", broken)
+    result = await world.alice.slash(world.channel, "mldebt stats")
+    assert result.response.ephemeral and result.response.content.startswith("Something went wrong on our side")
+    assert_error(world.env, app_commands.CommandInvokeError)  # and it was logged as an error
+
+    started = await world.alice.slash(world.channel, "mldebt challenge")
+    monkeypatch.setattr(world.engine, "answer", broken)
+    clicked = await world.alice.click(started.response, label="A")
+    assert clicked.acknowledged  # discord.py alone would only log it: the user would see "interaction failed"
+    assert clicked.response.content.startswith("Something went wrong on our side")
+    assert "click mldebt:a:" in caplog.text and "a bug" in caplog.text

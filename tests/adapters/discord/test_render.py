@@ -94,3 +94,8 @@ def test_routes_round_trip_and_expire():
     assert Route.decode(None) is None and Route.decode("not json") is None and Route.decode('{"v":9}') is None
     assert route.usable(datetime(2026, 1, 1, 0, 14, tzinfo=UTC))
     assert not route.usable(datetime(2026, 1, 1, 0, 15, tzinfo=UTC) - timedelta(seconds=10))
+
+
+def test_an_unscored_right_answer_shows_no_points():
+    (out,) = compose([Feedback("ab12", "alpha-04", "C", True, 0, 0, True, "C", "choice C", "Because.")])
+    assert out.embeds[0].title == "✅ Correct!"
