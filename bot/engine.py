@@ -463,6 +463,24 @@ class QuizEngine(CommunityMixin):
             assert item is not None
             return [self._card(session, item)]
 
+    async def set_route(self, session_id: str, question_id: str, route: str) -> bool:
+        """Record where a question is shown, once the platform message exists.
+
+        Written only while that question is still the open one, so a late write never points a
+        newer question's time-out at an older message. True if stored.
+        """
+        async with self._tx() as tx:
+            session = await tx.get_session(session_id)
+            if session is None or session.status != "open":
+                return False
+            item = await tx.get_item(session.id, session.position)
+            if item is None or item.question_id != question_id or item.status != "open":
+                return False
+            if session.route != route:
+                session.route = route
+                await tx.update_session(session)
+            return True
+
     async def expire_due(self, limit: int = 200) -> list[Delivery]:
         """Close every question whose deadline has passed; return what to tell each player."""
         now = self._now()

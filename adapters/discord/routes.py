@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 import discord
 
+from bot import errors
 from bot.engine import QuizEngine
-from bot.store.base import StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +82,7 @@ async def remember(engine: QuizEngine, session_id: str, route: Route) -> None:
     after the engine has answered, so the adapter records it afterwards.
     """
     try:
-        async with engine.store.transaction() as tx:
-            session = await tx.get_session(session_id)
-            if session is None or session.status != "open":
-                return
-            item = await tx.get_item(session.id, session.position)
-            if item is None or item.question_id != route.question_id or item.status != "open":
-                return
-            encoded = route.encode()
-            if session.route != encoded:
-                session.route = encoded
-                await tx.update_session(session)
-    except StoreBusy:
+        await engine.set_route(session_id, route.question_id, route.encode())
+    except errors.Busy:
         log.warning("could not store where session %s is shown (database busy); a time-out may go unseen",
                     session_id)

@@ -321,3 +321,12 @@ async def test_console_badge_needs_no_grant(engine, bank, alice):
     card = card_of(await engine.start(alice, "challenge"))
     await play_correct(engine, bank, alice, card)
     assert await engine.pending_grants("console") == []
+
+
+async def test_set_route_only_for_the_open_question(engine, bank, alice, store):
+    card = card_of(await engine.start(alice, "challenge"))
+    assert await engine.set_route(card.session_id, card.question_id, "route-1") is True
+    assert await rows(store, "SELECT route FROM sessions") == [("route-1",)]
+    await engine.answer(alice, card.session_id, card.question_id, correct_letter(bank, card), "sr1")
+    assert await engine.set_route(card.session_id, card.question_id, "stale") is False
+    assert await rows(store, "SELECT route FROM sessions") == [("route-1",)]
