@@ -46,6 +46,7 @@ from .blocks import Renderer
 from .bolt_fixes import install_form_body_fix, skip_event_retries
 from .daily import SlackDailyPoster
 from .grants import UserGroupGrants
+from .mrkdwn import unesc
 from .web import ResponseUrlError, make_client, post_to_response_url
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class SlackQuiz:
         player = _command_player(body)
         route = Route(body.get("response_url"), body.get("channel_id"))
         try:
-            text = body.get("text") or ""
+            text = unesc(body.get("text") or "")  # `<#C1|name>`, `<@U1>` and `<!here>` stay Slack tokens
             words = text.lower().split()
             is_admin = bool(words) and words[0] in ADMIN_COMMANDS and await self._is_admin(player)
             replies = await handle_text(self.engine, player, text, route=route.encode(), is_admin=is_admin,

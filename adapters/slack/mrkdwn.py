@@ -20,6 +20,11 @@ def esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def unesc(text: str) -> str:
+    """Slack's text as typed: Slack sends `&`, `<`, `>` of typed text escaped (ampersand last here)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def clip(text: str, limit: int = SECTION_LIMIT) -> str:
     """Cut `text` to `limit` characters, marking the cut; never splits an escape like `&amp;`."""
     if len(text) <= limit:

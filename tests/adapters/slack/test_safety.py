@@ -158,6 +158,9 @@ async def test_typed_mentions_are_escaped(slack, fake):
     assert shown.startswith("Unknown command '&lt;!channel&gt;'.")
     await alice.command("practice <!here>")
     assert "Unknown topic '&lt;!here&gt;'" in fake.calls_for(RESPONSE_URL)[-1].json["text"]
+    # what the user typed literally arrives escaped by Slack: shown as typed, still escaped once
+    shown = texts(await alice.command("R&amp;D&lt;!channel&gt;"))
+    assert shown.startswith("Unknown command 'R&amp;D&lt;!channel&gt;'.")
     _no_pings(fake)
 
 
