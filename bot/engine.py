@@ -402,39 +402,38 @@ class QuizEngine(CommunityMixin):
             replies.append(await self._summary(tx, session))
         return replies
 
+    async def _current(self, tx: Tx, player: Player, session_id: str | None, question_id: str | None,
+                       now: float) -> tuple[SessionRow, ItemRow | None, list[Reply]]:
+        """The player's open question, after closing it if its deadline passed (then the replies say so)."""
+        session = await self._owned_session(tx, player, session_id)
+        if session.status != "open":
+            raise errors.SessionClosed()
+        late = await self._catch_up(tx, session, now)
+        if late:
+            return session, None, late
+        item = await tx.get_item(session.id, session.position)
+        assert item is not None
+        if question_id is not None and item.question_id != question_id:
+            raise errors.QuestionClosed()
+        return session, item, []
+
     async def hint(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
-        now = self._now()
         async with self._tx() as tx:
-            session = await self._owned_session(tx, player, session_id)
-            if session.status != "open":
-                raise errors.SessionClosed()
-            late = await self._catch_up(tx, session, now)
-            if late:
+            session, item, late = await self._current(tx, player, session_id, question_id, self._now())
+            if item is None:
                 return late
-            item = await tx.get_item(session.id, session.position)
-            assert item is not None
-            if question_id is not None and item.question_id != question_id:
-                raise errors.QuestionClosed()
             if not item.hint_used:
                 item.hint_used = True
                 await tx.update_item(item)
-            mode = MODES[session.mode]
             return [Hint(session.id, item.question_id, self.bank.question(item.question_id).hint,
-                         mode.hint_costs_points)]
+                         MODES[session.mode].hint_costs_points)]
 
     async def skip(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
         now = self._now()
         async with self._tx() as tx:
-            session = await self._owned_session(tx, player, session_id)
-            if session.status != "open":
-                raise errors.SessionClosed()
-            late = await self._catch_up(tx, session, now)
-            if late:
+            session, item, late = await self._current(tx, player, session_id, question_id, now)
+            if item is None:
                 return late
-            item = await tx.get_item(session.id, session.position)
-            assert item is not None
-            if question_id is not None and item.question_id != question_id:
-                raise errors.QuestionClosed()
             return await self._close_item(tx, session, item, "skipped", now)
 
     async def quit(self, player: Player) -> list[Reply]:
