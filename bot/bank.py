@@ -153,20 +153,28 @@ def _schema() -> dict[str, Any]:
 # YAML with line numbers
 
 
-def _compose(text: str) -> tuple[Any, dict[tuple, int], list[tuple[tuple, int, str]]]:
-    """Parse YAML into plain data plus a map from each value's path to its 1-based line."""
+def _compose(text: str) -> tuple[Any, dict[tuple, int], list[tuple[tuple, int, str]], list[tuple[tuple, int]]]:
+    """Parse YAML into plain data, a map from each value's path to its 1-based line, the duplicate
+    keys, and the plain values cut short by a ' #' that YAML took for a comment."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
-            return None, {}, []
+            return None, {}, [], []
         data = loader.construct_document(node)
     finally:
         loader.dispose()
     lines: dict[tuple, int] = {(): node.start_mark.line + 1}
     duplicates: list[tuple[tuple, int, str]] = []
+    comments: list[tuple[tuple, int]] = []
+    source_lines = text.splitlines()
 
     def walk(n: yaml.Node, path: tuple) -> None:
+        if isinstance(n, yaml.ScalarNode) and n.style is None and n.end_mark.line < len(source_lines):
+            # `Rule #22` unquoted loses everything from ' #' on: YAML reads it as a comment
+            rest = source_lines[n.end_mark.line][n.end_mark.column:]
+            if rest.lstrip().startswith("#") and path and path[-1] != "id":
+                comments.append((path, n.end_mark.line + 1))
         if isinstance(n, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in n.value:
@@ -182,7 +190,7 @@ def _compose(text: str) -> tuple[Any, dict[tuple, int], list[tuple[tuple, int, s
                 walk(item, path + (i,))
 
     walk(node, ())
-    return data, lines, duplicates
+    return data, lines, duplicates, comments
 
 
 def _line_for(lines: dict[tuple, int], path: tuple) -> int:
@@ -296,7 +304,7 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
             out.add(name, 1, None, "(file)", f"not UTF-8 text (byte {exc.start})")
             continue
         try:
-            data, lines, dups = _compose(text)
+            data, lines, dups, comments = _compose(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark else 1
@@ -308,6 +316,9 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
             continue
         for dpath, line, key in dups:
             out.add(name, line, _qid_at(data, dpath), _field_name(dpath + (key,)), f"duplicate key '{key}'")
+        for cpath, line in comments:
+            out.add(name, line, _qid_at(data, cpath), _field_name(cpath),
+                    "the text after ' #' is read as a YAML comment and dropped; quote the value")
         if not isinstance(data, dict):
             out.add(name, 1, None, "(file)", "must be a mapping with 'questions' or 'challenge_sets'")
             continue

@@ -208,3 +208,11 @@ def test_common_mistake_on_correct_letter(tmp_path):
     problems = problems_for(tmp_path, yaml.safe_dump(doc, sort_keys=False))
     assert len(problems) == 1 and problems[0].endswith(
         f"question gamma-02: solution.common_mistakes.{q['answer']}: lists the correct answer as a mistake")
+
+
+def test_unquoted_hash_is_reported(tmp_path):
+    text = GOOD_Q.replace("references: [Sculley 2015]\n", "references:\n      - Zinkevich, Rule #22 - clean up features\n")
+    problems = problems_for(tmp_path, text)
+    assert [p.removeprefix(f"{tmp_path}/") for p in problems] == [
+        "gamma.yaml:22: question ga-01: references.0: the text after ' #' is read as a YAML comment and dropped; "
+        "quote the value"]
