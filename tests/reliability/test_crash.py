@@ -1,0 +1,231 @@
+"""Crash safety: SIGKILL a bot process playing 20 concurrent challenges, restart it, finish.
+
+The driver (crash_driver.py) prints `ACK <event>` only after engine.answer returned, i.e. after the
+answer's transaction committed. The test kills it at points chosen by a seeded RNG (after the n-th
+acknowledged answer, or right after start-up), sometimes moves its clock past every deadline before
+the restart (the bot was "down" for minutes), redelivers the answers that were in flight (as a
+platform retries an unacknowledged event) plus a few that were acknowledged, and finally lets it
+run to the end. Then it checks, from the database alone: every acknowledged answer is stored
+exactly once, every score equals the sum of its answers, no session is stuck, the deadlines that
+passed while the bot was down were closed on start-up, and the badge was awarded at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fakes.bank import write_bank
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 20260105
+PLAYERS = 20
+ROUNDS = 3
+KILLS = 12
+DOWNTIME = 250.0  # seconds of "downtime" on some restarts: past every time limit (120 s, expert 180 s)
+RUN_TIMEOUT = 60.0  # a hung driver fails the test instead of hanging CI
+CLOSED = ("correct", "wrong", "timeout", "skipped")
+
+
+@dataclass
+class Run:
+    lines: list[list[str]] = field(default_factory=list)
+    returncode: int | None = None
+    stderr: str = ""
+
+    def of(self, kind: str) -> list[list[str]]:
+        return [w[1:] for w in self.lines if w and w[0] == kind]
+
+
+def plan(rng: random.Random) -> list[tuple[int, float, float]]:
+    """Per kill: acknowledged answers to wait for (0: right after start-up), then a random delay of
+    at most 25 ms so that the kill lands anywhere in the transactions in flight, not just after an
+    answer's commit; and the downtime before the restart."""
+    kills = [(0 if i in (3, 9) else rng.randint(1, 25), rng.uniform(0, 0.025), DOWNTIME if i % 3 == 1 else 0.0)
+             for i in range(KILLS)]
+    assert sum(1 for k, _, _ in kills if k == 0) >= 2 and sum(1 for *_, d in kills if d) >= 3
+    return kills
+
+
+def start(tmp: Path, offset: float, redeliver: list[dict], n: int) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "tests.reliability.crash_driver", "--db", str(tmp / "quiz.sqlite3"),
+            "--bank", str(tmp / "bank"), "--offset", str(offset), "--seed", str(SEED),
+            "--players", str(PLAYERS), "--rounds", str(ROUNDS)]
+    if redeliver:
+        path = tmp / f"redeliver-{n}.json"
+        path.write_text(json.dumps(redeliver))
+        args += ["--redeliver", str(path)]
+    with open(tmp / f"stderr-{n}.txt", "w") as stderr:
+        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], kill_after: int | None,
+               delay: float = 0.0) -> Run:
+    """Run the driver; SIGKILL it `delay` s after the `kill_after`-th ACK line (0: after READY), or let it finish.
+
+    The delay is a bounded real wait on a real process: it only picks where the kill lands.
+    """
+    hung = threading.Event()
+
+    def give_up() -> None:
+        hung.set()
+        proc.kill()
+
+    proc = start(tmp, offset, redeliver, n)
+    watchdog = threading.Timer(RUN_TIMEOUT, give_up)
+    watchdog.start()
+    run = Run()
+    with proc:
+        try:
+            assert proc.stdout is not None
+            acks = 0
+            for line in proc.stdout:
+                if not line.endswith("\n"):
+                    break  # half a line: the process died while writing it, so nobody saw it
+                run.lines.append(line.split())
+                acks += line.startswith("ACK ")
+                if kill_after is not None and (acks >= kill_after if kill_after else line.startswith("READY")):
+                    time.sleep(delay)
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            # whatever the driver printed before it died was shown to a player: read it all
+            rest = proc.stdout.read().split("\n")
+            run.lines += [line.split() for line in rest[:-1]]  # rest[-1] is empty or half a line
+            run.returncode = proc.wait()
+        finally:
+            watchdog.cancel()
+    assert not hung.is_set(), f"run {n} did not finish within {RUN_TIMEOUT} s"
+    run.stderr = (tmp / f"stderr-{n}.txt").read_text()
+    assert "Traceback" not in run.stderr, run.stderr
+    return run
+
+
+def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def check_consistent(db: Path) -> None:
+    """What any committed state must satisfy, whenever the process died."""
+    sessions = query(db, "SELECT id, status, position, total, correct, points FROM sessions")
+    for sid, status, position, total, correct, points in sessions:
+        items = query(db, "SELECT position, status, deadline, points, attempts_used FROM session_items "
+                          "WHERE session_id = ? ORDER BY position", (sid,))
+        assert len(items) == total
+        statuses = [it[1] for it in items]
+        if status == "finished":
+            assert position == total and all(s in CLOSED for s in statuses), (sid, statuses)
+        else:
+            assert status == "open", (sid, status)
+            assert all(s in CLOSED for s in statuses[:position]), (sid, statuses)
+            assert statuses[position] == "open" and items[position][2] is not None, (sid, statuses)
+            assert all(s == "pending" for s in statuses[position + 1:]), (sid, statuses)
+        assert correct == statuses.count("correct") and points == sum(it[3] for it in items), sid
+        # answers: attempts 1..n on closed or open items only, never on a question not yet shown
+        answers = dict(query(db, "SELECT position, GROUP_CONCAT(attempt) FROM answers WHERE session_id = ? "
+                                 "GROUP BY position", (sid,)))
+        for pos, _, _, item_points, attempts_used in items:
+            attempts = sorted(int(a) for a in answers[pos].split(",")) if pos in answers else []
+            assert attempts == list(range(1, attempts_used + 1)), (sid, pos, attempts, attempts_used)
+            if statuses[pos] in ("correct", "wrong"):
+                [(outcome, answer_points)] = query(db, "SELECT outcome, points FROM answers WHERE session_id = ? AND "
+                                                "position = ? AND attempt = ?", (sid, pos, attempts_used))
+                assert (outcome, answer_points) == (statuses[pos], item_points), (sid, pos)
+    for pid, total, answered, right in query(db, "SELECT player_id, points, answered, correct FROM player_totals"):
+        [(from_answers,)] = query(db, "SELECT COALESCE(SUM(points), 0) FROM answers WHERE player_id = ?", (pid,))
+        [(from_items, closed, correct)] = query(
+            db, "SELECT COALESCE(SUM(i.points), 0), COALESCE(SUM(i.status IN ('correct', 'wrong', 'timeout')), 0), "
+                "COALESCE(SUM(i.status = 'correct'), 0) FROM session_items i JOIN sessions s ON s.id = i.session_id "
+                "WHERE s.player_id = ?", (pid,))
+        [(period_points, period_answered)] = query(
+            db, "SELECT points, answered FROM score_periods WHERE player_id = ? AND period = 'all'", (pid,))
+        assert total == from_answers == from_items == period_points, pid
+        assert answered == closed == period_answered and right == correct, pid
+    earned = {pid for (pid,) in query(db, "SELECT DISTINCT player_id FROM sessions WHERE mode = 'challenge' "
+                                          "AND status = 'finished' AND correct = total")}
+    badges = query(db, "SELECT player_id, COUNT(*) FROM badges GROUP BY player_id")
+    assert {pid for pid, _ in badges} == earned and all(n == 1 for _, n in badges)
+
+
+def overdue(db: Path, at: float) -> set[tuple[str, str]]:
+    return set(query(db, "SELECT session_id, question_id FROM session_items WHERE status = 'open' "
+                         "AND deadline <= ?", (at,)))
+
+
+def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    write_bank(tmp_path / "bank")
+    db = tmp_path / "quiz.sqlite3"
+    rng = random.Random(SEED)
+    runs: list[Run] = []
+    offset = 0.0
+    redeliver: list[dict] = []
+    expected_expired: list[set[tuple[str, str]]] = []
+    killed = 0
+    for n, (kill_after, delay, downtime) in enumerate([*plan(rng), (None, 0.0, 0.0)]):
+        if n:
+            check_consistent(db)
+        offset += downtime
+        # open questions whose deadline will have passed when the restarted bot looks at its clock
+        due = overdue(db, time.time() + offset) if n else set()
+        assert due or not downtime or not n, "the downtime should have left some deadline behind"
+        expected_expired.append(due)
+        run = run_driver(tmp_path, n, offset, redeliver, kill_after, delay)
+        runs.append(run)
+        # only a redelivery can be rejected: an answer to a question (or quiz) closed while the bot was down
+        rejected = run.of("REJ")
+        assert {e for e, _ in rejected} <= {a["event"] for a in redeliver}, (n, rejected)
+        assert {why for _, why in rejected} <= {"QuestionClosed", "SessionClosed"}, (n, rejected)
+        if kill_after is not None and run.returncode == -signal.SIGKILL:
+            killed += 1
+        else:
+            assert run.returncode == 0 and run.of("DONE"), (n, run.returncode, run.stderr)
+        assert {tuple(x) for x in run.of("EXPIRED")} >= due, n
+        # in flight (sent, no reply yet): the platform delivers it again; so it does for the last acknowledged
+        acks = [e for (e,) in run.of("ACK")]
+        replied = set(acks) | {x[0] for x in run.of("REJ")}
+        sends = {x[0]: dict(zip(("event", "user", "session", "question", "letter"), x, strict=True))
+                 for x in run.of("SEND")}
+        redeliver = [s for e, s in sends.items() if e not in replied] + [sends[e] for e in acks[-3:]]
+    assert killed >= 10, killed
+    assert runs[-1].returncode == 0
+
+    check_consistent(db)
+    # every challenge finished: nothing stuck, nothing left open
+    sessions = query(db, "SELECT p.user_id, s.status, s.mode FROM sessions s JOIN players p ON p.id = s.player_id")
+    assert len(sessions) == PLAYERS * ROUNDS
+    assert all(status == "finished" and mode == "challenge" for _, status, mode in sessions)
+    assert query(db, "SELECT COUNT(*) FROM session_items WHERE status IN ('open', 'pending')") == [(0,)]
+    # every acknowledged answer is stored, exactly once
+    acked = {e for r in runs for (e,) in r.of("ACK")}
+    assert len(acked) >= PLAYERS * ROUNDS * 3, len(acked)
+    stored = dict(query(db, "SELECT event_key, COUNT(*) FROM answers GROUP BY event_key"))
+    assert all(stored.get(f"slack:{e}") == 1 for e in acked), [e for e in acked if stored.get(f"slack:{e}") != 1]
+    assert query(db, "SELECT COUNT(*) FROM answers") == [(len(stored),)]
+    # a rejected delivery wrote nothing; an acknowledged one is never rejected when it comes again
+    rejected = {e for r in runs for e, _ in r.of("REJ")}
+    assert not {f"slack:{e}" for e in rejected} & set(stored) and not rejected & acked, rejected
+    # the deadlines that passed while the bot was down were closed at start-up, as time-outs
+    for due in expected_expired:
+        for sid, qid in due:
+            [(status, closed_at, deadline)] = query(
+                db, "SELECT status, closed_at, deadline FROM session_items WHERE session_id = ? AND question_id = ?",
+                (sid, qid))
+            assert status == "timeout" and closed_at >= deadline, (sid, qid, status)
+    assert sum(len(d) for d in expected_expired) >= 3
+    # the badge: one row per player who earned it, and its message reached each player at most once
+    shown = [user for r in runs for user, _ in r.of("BADGE")]
+    assert len(shown) == len(set(shown)), shown
+    holders = {u for (u,) in query(db, "SELECT p.user_id FROM badges b JOIN players p ON p.id = b.player_id")}
+    # (check_consistent showed the holders are exactly the players with a perfect finished challenge)
+    assert set(shown) <= holders and len(holders) >= 3, holders
