@@ -161,6 +161,7 @@ def _compose(text: str) -> tuple[Any, dict[tuple, int], list[tuple[tuple, int, s
         node = loader.get_single_node()
         if node is None:
             return None, {}, [], []
+        _refuse_aliases(node)
         data = loader.construct_document(node)
     finally:
         loader.dispose()
@@ -193,6 +194,29 @@ def _compose(text: str) -> tuple[Any, dict[tuple, int], list[tuple[tuple, int, s
     return data, lines, duplicates, comments
 
 
+class _AliasFound(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.problem = "anchors and aliases (& and *) are not allowed in question files"
+        self.problem_mark = mark
+        super().__init__(self.problem)
+
+
+def _refuse_aliases(root: yaml.Node) -> None:
+    """A node reached twice is an alias; refusing them keeps loading linear ("billion laughs")."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            raise _AliasFound(n.start_mark)
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack += [k, v]
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
+
+
 def _line_for(lines: dict[tuple, int], path: tuple) -> int:
     while path not in lines and path:
         path = path[:-1]
@@ -222,7 +246,7 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     if v == "required":
         return f"missing required field '{_missing_key(error)}'"
     if v == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        extra = sorted(map(str, set(error.instance) - set(error.schema.get("properties", {}))))
         return f"unknown field '{extra[0]}'" if extra else error.message
     if v == "type":
         return f"must be of type {error.validator_value}, got {type(error.instance).__name__}"
@@ -332,7 +356,7 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
             if err.validator in ("required", "additionalProperties") and isinstance(err.instance, dict):
                 # point at the offending key where there is one
                 if err.validator == "additionalProperties":
-                    extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+                    extra = sorted(map(str, set(err.instance) - set(err.schema.get("properties", {}))))
                     if extra:
                         fpath = epath + (extra[0],)
                 else:

@@ -74,9 +74,14 @@ def scope_of(platform: str, tenant: str) -> str:
     return f"{platform}:{tenant}"
 
 
+def fold_name(raw: str) -> str:
+    """How a team name is compared: NFC, runs of white space folded (case is folded by the caller)."""
+    return " ".join(unicodedata.normalize("NFC", raw).split())
+
+
 def normalise_team_name(raw: str) -> str:
-    """Validate a team name; return it with runs of spaces folded. Raises BadRequest with the rule."""
-    name = " ".join(unicodedata.normalize("NFC", raw).split())
+    """Validate a team name; return it folded. Raises BadRequest with the rule it breaks."""
+    name = fold_name(raw)
     if not TEAM_NAME_MIN <= len(name) <= TEAM_NAME_MAX:
         raise errors.BadRequest(f"Team names need {TEAM_NAME_MIN} to {TEAM_NAME_MAX} characters.")
     if any(not (ch.isalnum() or ch in " -_.") for ch in name):
@@ -168,10 +173,10 @@ class CommunityMixin:
                 await tx.join_team(pid, team_id, now)
                 return [Notice(f"Team '{name}' created, and you are in it. Others join with `team join {name}`.")]
             if action == "join":
-                name = " ".join(raw_name.split())
+                name = fold_name(raw_name)
                 team = await tx.team_by_key(scope, name.casefold()) if name else None
                 if team is None:
-                    raise errors.BadRequest(f"There is no team called '{name}' here. See `team list`.")
+                    raise errors.BadRequest(f"There is no team called '{name[:40]}' here. See `team list`.")
                 if current is not None:
                     if current.id == team.id:
                         return [Notice(f"You are already in team '{team.name}'.")]
@@ -273,7 +278,7 @@ class CommunityMixin:
                 channel = parse_channel(channel_token)
                 rows = [r for r in rows if r.channel == channel]
                 if not rows:
-                    raise errors.BadRequest(f"No daily question is set for <#{channel}>.")
+                    raise errors.BadRequest(f"No daily question is set for <#{channel[:40]}>.")
             for r in rows:
                 r.enabled = False
                 await tx.set_daily_channel(r, self._now())

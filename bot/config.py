@@ -11,9 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
+
+from .periods import zone
 
 
 class SettingsError(Exception):
@@ -103,10 +105,8 @@ class Settings:
             kwargs["question_bank"] = paths
 
         if (tz := get("MLDEBT_TIMEZONE")) is not None:
-            try:
-                ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise SettingsError("MLDEBT_TIMEZONE", f"unknown IANA time zone {tz!r} (e.g. Europe/Berlin)") from None
+            if zone(tz) is None:
+                raise SettingsError("MLDEBT_TIMEZONE", f"unknown IANA time zone {tz[:64]!r} (e.g. Europe/Berlin)")
             kwargs["timezone"] = tz
 
         if (scale := get("MLDEBT_TIME_LIMIT_SCALE")) is not None:

@@ -108,7 +108,9 @@ class QuizEngine(CommunityMixin):
         return self.clock.now().timestamp()
 
     async def _player_id(self, tx: Tx, player: Player) -> int:
-        return await tx.upsert_player(player.platform, player.tenant, player.user, player.display_name, self._now())
+        # a crafted payload can carry lone surrogates, which no database encoding accepts
+        name = player.display_name.encode("utf-8", "replace").decode("utf-8")
+        return await tx.upsert_player(player.platform, player.tenant, player.user, name, self._now())
 
     async def _owned_session(self, tx: Tx, player: Player, session_id: str | None) -> SessionRow:
         pid = await self._player_id(tx, player)
@@ -281,9 +283,9 @@ class QuizEngine(CommunityMixin):
 
     def _validate_filters(self, topic: str | None, difficulty: str | None) -> None:
         if topic is not None and topic not in self.bank.topics:
-            raise errors.BadRequest(f"Unknown topic '{topic}'. Topics: {', '.join(sorted(self.bank.topics))}.")
+            raise errors.BadRequest(f"Unknown topic '{topic[:40]}'. Topics: {', '.join(sorted(self.bank.topics))}.")
         if difficulty is not None and difficulty not in DIFFICULTIES:
-            raise errors.BadRequest(f"Unknown difficulty '{difficulty}'. Use one of: {', '.join(DIFFICULTIES)}.")
+            raise errors.BadRequest(f"Unknown difficulty '{difficulty[:40]}'. Use one of: {', '.join(DIFFICULTIES)}.")
 
     async def start(self, player: Player, mode_name: str, *, topic: str | None = None,
                     difficulty: str | None = None, route: str | None = None) -> list[Reply]:

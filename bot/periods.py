@@ -14,10 +14,16 @@ PERIODS = ("week", "month", "all")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
+_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$")
+
+
 def zone(name: str) -> ZoneInfo | None:
+    """The IANA zone called `name`, or None (never an OS error for a folder or an overlong name)."""
+    if not name or len(name) > 64 or not _ZONE_NAME.match(name):
+        return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
 
 
