@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("leaderboard",)
+BENCHMARKS = ("leaderboard", "engine", "memory", "bank")
 
 
 def main(argv: list[str] | None = None) -> int:
