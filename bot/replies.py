@@ -7,6 +7,7 @@ see it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,11 +29,12 @@ class Player:
 
 
 @dataclass(frozen=True)
-class Reply:
+class Reply(ABC):
     private = True
 
-    def text(self) -> str:  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
+    @abstractmethod
+    def text(self) -> str:
+        """A plain-text rendering every adapter can fall back on."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,27 +46,27 @@ def _send_kwargs(out: Outgoing) -> dict[str, Any]:
     return kwargs
 
 
-class Surface:
+class Surface(ABC):
     """Where a turn's replies go."""
 
     player: Player
     guild: discord.Guild | None = None
     member: discord.Member | None = None
 
+    @abstractmethod
     async def read_card(self) -> tuple[int, list[discord.Embed], list[Any]] | None:
         """The message showing the question being acted on: (id, embeds, components)."""
-        raise NotImplementedError
 
-    async def edit_card(self, embeds: list[discord.Embed], view: discord.ui.View | None) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def edit_card(self, embeds: list[discord.Embed], view: discord.ui.View | None) -> None: ...
 
-    async def send(self, out: Outgoing) -> int | None:
-        raise NotImplementedError
+    @abstractmethod
+    async def send(self, out: Outgoing) -> int | None: ...
 
-    def route(self, message_id: int, question_id: str) -> Route | None:
-        raise NotImplementedError
+    @abstractmethod
+    def route(self, message_id: int, question_id: str) -> Route | None: ...
 
-    async def finish(self) -> None:
+    async def finish(self) -> None:  # noqa: B027 - a hook with a default that does nothing
         """Make sure the interaction got a response (nothing to do for a webhook)."""
 
 
