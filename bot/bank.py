@@ -156,22 +156,21 @@ def _schema() -> dict[str, Any]:
 def _compose(text: str) -> tuple[Any, dict[tuple, int], list[tuple[tuple, int, str]], list[tuple[tuple, int]]]:
     """Parse YAML into plain data, a map from each value's path to its 1-based line, the duplicate
     keys, and the plain values cut short by a ' #' that YAML took for a comment."""
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}, [], []
-        _refuse_aliases(node)
-        data = loader.construct_document(node)
-    finally:
-        loader.dispose()
+        node, data = _parse(_FAST_LOADER, text)
+    except yaml.YAMLError:
+        if _FAST_LOADER is yaml.SafeLoader:
+            raise
+        node, data = _parse(yaml.SafeLoader, text)  # the pure parser words its errors better
+    if node is None:
+        return None, {}, [], []
     lines: dict[tuple, int] = {(): node.start_mark.line + 1}
     duplicates: list[tuple[tuple, int, str]] = []
     comments: list[tuple[tuple, int]] = []
     source_lines = text.splitlines()
 
     def walk(n: yaml.Node, path: tuple) -> None:
-        if isinstance(n, yaml.ScalarNode) and n.style is None and n.end_mark.line < len(source_lines):
+        if isinstance(n, yaml.ScalarNode) and not n.style and n.end_mark.line < len(source_lines):
             # `Rule #22` unquoted loses everything from ' #' on: YAML reads it as a comment
             rest = source_lines[n.end_mark.line][n.end_mark.column:]
             if rest.lstrip().startswith("#") and path and path[-1] != "id":
@@ -192,6 +191,22 @@ def _compose(text: str) -> tuple[Any, dict[tuple, int], list[tuple[tuple, int, s
 
     walk(node, ())
     return data, lines, duplicates, comments
+
+
+# libyaml parses about eight times faster than the pure-Python parser where PyYAML was built with it
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(loader_cls: type, text: str) -> tuple[yaml.Node | None, Any]:
+    loader = loader_cls(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _refuse_aliases(node)
+        return node, loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 class _AliasFound(yaml.YAMLError):

@@ -85,6 +85,9 @@ class QuizEngine(CommunityMixin):
         self.default_tz = ZoneInfo(timezone)
         self._tz_cache: dict[str, ZoneInfo] = {}
         self._player_scope: dict[int, tuple[str, str]] = {}
+        # (platform, tenant, user) -> (player id, display name), filled only after a commit
+        self._player_ids: dict[tuple[str, str, str], tuple[int, str]] = {}
+        self._committing: dict[tuple[str, str, str], tuple[int, str]] = {}
         self.bank = bank
         self.clock = clock
         self.rng = rng or random.Random()
@@ -100,9 +103,12 @@ class QuizEngine(CommunityMixin):
     async def _tx(self) -> AsyncIterator[Tx]:
         try:
             async with self.store.transaction() as tx:
+                # transactions on one store run one at a time, so this scratch space is not shared
+                self._committing = {}
                 yield tx
         except StoreBusy as exc:
             raise errors.Busy() from exc
+        self._player_ids.update(self._committing)
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
@@ -110,7 +116,12 @@ class QuizEngine(CommunityMixin):
     async def _player_id(self, tx: Tx, player: Player) -> int:
         # a crafted payload can carry lone surrogates, which no database encoding accepts
         name = player.display_name.encode("utf-8", "replace").decode("utf-8")
-        return await tx.upsert_player(player.platform, player.tenant, player.user, name, self._now())
+        known = self._player_ids.get(player.key)
+        if known is not None and (not name or name == known[1]):
+            return known[0]  # ids never change; skip a write per call
+        pid = await tx.upsert_player(player.platform, player.tenant, player.user, name, self._now())
+        self._committing[player.key] = (pid, name or (known[1] if known else ""))
+        return pid
 
     async def _owned_session(self, tx: Tx, player: Player, session_id: str | None) -> SessionRow:
         pid = await self._player_id(tx, player)

@@ -69,18 +69,19 @@ class SqliteTx(Tx):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
+    # Each statement is one trip to aiosqlite's thread (execute_fetchall), not three (execute, fetch,
+    # close): the trips, not SQLite, were most of an answer's time (see bench/engine.py).
+
     async def _one(self, sql: str, params: tuple = ()) -> tuple | None:
-        async with self._db.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        return tuple(row) if row is not None else None
+        rows = await self._db.execute_fetchall(sql, params)
+        return tuple(rows[0]) if rows else None
 
     async def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
-        async with self._db.execute(sql, params) as cur:
-            return [tuple(r) for r in await cur.fetchall()]
+        return [tuple(r) for r in await self._db.execute_fetchall(sql, params)]
 
     async def _run(self, sql: str, params: tuple = ()) -> int:
-        async with self._db.execute(sql, params) as cur:
-            return cur.rowcount
+        """A write; returns how many rows it changed (counted with RETURNING, in the same trip)."""
+        return len(await self._db.execute_fetchall(f"{sql} RETURNING 1", params))
 
     async def upsert_player(self, platform: str, tenant: str, user_id: str, display_name: str, now: float) -> int:
         row = await self._one(
