@@ -170,10 +170,15 @@ async def anatomy(path: Path, bank: Bank, players: int, seed: int) -> dict:
     calls: list[tuple[str, str, object]] = []
     hops = [0]
     real_execute, real_executemany, real_hop = db.execute, db.executemany, db._execute
+    real_fetchall = db.execute_fetchall
 
     def execute(sql: str, parameters: object = None) -> object:
         calls.append(("execute", sql, parameters))
         return real_execute(sql, parameters)
+
+    def execute_fetchall(sql: str, parameters: object = None) -> object:
+        calls.append(("execute", sql, parameters))
+        return real_fetchall(sql, parameters)
 
     def executemany(sql: str, parameters: object) -> object:
         calls.append(("executemany", sql, list(parameters)))  # type: ignore[call-overload]
@@ -184,6 +189,7 @@ async def anatomy(path: Path, bank: Bank, players: int, seed: int) -> dict:
         return await real_hop(fn, *args, **kwargs)
 
     db.execute, db.executemany, db._execute = execute, executemany, hop  # type: ignore[method-assign]
+    db.execute_fetchall = execute_fetchall  # type: ignore[method-assign]
     transactions: list[tuple[str, list]] = []
     answer_hops = 0
     try:
@@ -205,6 +211,7 @@ async def anatomy(path: Path, bank: Bank, players: int, seed: int) -> dict:
                 card, first = (nxt, True) if nxt is not None else (card, False)
     finally:
         db.execute, db.executemany, db._execute = real_execute, real_executemany, real_hop  # type: ignore[method-assign]
+        db.execute_fetchall = real_fetchall  # type: ignore[method-assign]
         await store.close()
     answered = [c for kind, c in transactions if kind == "answer"]
     verbs: dict[str, int] = {}

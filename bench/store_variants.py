@@ -82,6 +82,9 @@ class _OneTrip:
     def executemany(self, sql: str, params: Iterable) -> _Pending:
         return _Pending(lambda: self._db._execute(_fetch_many, self._db._conn, sql, list(params)))
 
+    async def execute_fetchall(self, sql: str, params: Any = None) -> list:
+        return (await self._db._execute(_fetch, self._db._conn, sql, params))._rows
+
 
 class _Inline:
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -98,6 +101,9 @@ class _Inline:
             return _fetch_many(self._conn, sql, params)
 
         return _Pending(run)
+
+    async def execute_fetchall(self, sql: str, params: Any = None) -> list:
+        return _fetch(self._conn, sql, params)._rows
 
 
 class OneRoundTripStore(SqliteStore):
