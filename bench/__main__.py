@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("leaderboard", "engine", "memory", "bank")
+BENCHMARKS = ("leaderboard", "engine", "memory", "bank", "slack-ack", "discord-ack", "fanout")
 
 
 def main(argv: list[str] | None = None) -> int:

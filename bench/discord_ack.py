@@ -1,0 +1,210 @@
+"""Discord ack: 200 button clicks at once through SimCord; time from each click to its initial response.
+
+The bot is the real one (`build_bot` on the real engine and SqliteStore, FakeClock, so nothing times
+out), run by SimCord 3.2.1 in-process. Each run: 200 members each open a challenge
+(`/mldebt challenge`, not timed), then all 200 click an answer on their own question (right or wrong
+at random) in one burst: the clicks are emitted back to back without settling (bench/simcord_timing.py,
+SimCord internals) and the figure, per click, is from its emission to the bot's first interaction
+callback (the "initial response" Discord wants within 3 s), both stamped with `time.perf_counter()`:
+SimCord's own clock is virtual. The burst is over when every click has its initial response (not
+when SimCord settles: see simcord_timing.py); the follow-ups are then settled, untimed. The adapter answers a click with the updated question card itself
+(UPDATE_MESSAGE) and defers only if the engine needs more than its 2-second budget.
+
+The reference, in the same run and the same harness: a trivial discord.py bot whose button (the same
+DynamicItem mechanism) only calls `interaction.response.defer()`; 200 members click it at once. A
+what-if, also in the same run: the adapter deferring every click before calling the engine
+(`InteractionSurface.within_ack` replaced for that run only).
+
+SimCord's REST is synchronous and has no network or rate limits, so these figures are the bot's and
+the simulator's CPU on one event loop: the queue 200 clicks form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import discord
+import simcord
+from discord.ext import commands
+
+import adapters.discord.turn as turn
+from adapters.discord.client import build_bot
+from bot.bank import Bank
+from bot.clock import FakeClock
+from bot.config import Settings
+from bot.engine import QuizEngine
+from bot.store import SqliteStore
+from tests.adapters.discord.helpers import custom_id, right, wrong
+
+from .common import RESULTS, median, percentile, report
+from .engine import bench_bank
+from .simcord_timing import emit_click, initial_responses, install_request_stamps
+
+TARGET_P99_MS = 100.0
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+class DeferButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ref:(?P<n>[0-9]+)"):
+    """The reference's only button: acknowledge, nothing else."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(discord.ui.Button(custom_id=f"ref:{n}", label="Go"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: Any, /) -> DeferButton:
+        return cls(int(match["n"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        await interaction.response.defer()
+
+
+class ReferenceBot(commands.Bot):
+    def __init__(self) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(DeferButton)
+
+
+def _members(env: simcord.Env, n: int) -> tuple[Any, list[Any]]:
+    guild = env.create_guild("Bench")
+    channel = guild.create_text_channel("quiz")
+    return channel, [guild.add_member(env.create_user(f"p{i}", global_name=f"Player {i}")) for i in range(n)]
+
+
+async def _burst(env: simcord.Env, clicks: list[tuple[Any, Any, str]]) -> dict:
+    log = install_request_stamps(env, expect=len(clicks))
+    emitted = [emit_click(env, member, message, cid) for member, message, cid in clicks]
+    emit_ms = (emitted[-1][1] - emitted[0][1]) * 1000
+    await asyncio.wait_for(log.answered.wait(), 120)
+    t0 = time.perf_counter()
+    await env.settle(timeout=120)  # the follow-ups (next question cards) and anything else left
+    settle_s = time.perf_counter() - t0
+    firsts = initial_responses(log)
+    latencies, kinds = [], Counter()
+    for result, stamp in emitted:
+        assert result.acknowledged, "a click was not acknowledged"
+        at, kind = firsts[result._interaction.id]
+        latencies.append((at - stamp) * 1000)
+        kinds[kind] += 1
+    return {"p50_ms": median(latencies), "p99_ms": percentile(latencies, 99), "max_ms": max(latencies),
+            "min_ms": min(latencies), "emit_all_ms": emit_ms, "settle_s": settle_s,
+            "callback_types": dict(sorted(kinds.items())), "n": len(latencies)}
+
+
+async def _defer_first(self: turn.InteractionSurface, work: Any, *, update: bool) -> Any:
+    await self.defer(update=update)
+    return await work
+
+
+async def adapter_run(tmp: Path, bank: Bank, n: int, seed: int, *, defer_first: bool = False) -> dict:
+    db = tmp / f"discord-{seed}-{defer_first}.sqlite3"
+    store = SqliteStore(db)
+    await store.open()
+    engine = QuizEngine(store, bank, FakeClock(NOW), rng=random.Random(seed))
+    rng = random.Random(seed)
+    answers_at: list[tuple[float, float]] = []  # (start, end) of every engine.answer in the burst
+    answer = engine.answer
+
+    async def timed_answer(*args: Any, **kwargs: Any) -> Any:  # bench-only instrumentation
+        t0 = time.perf_counter()
+        try:
+            return await answer(*args, **kwargs)
+        finally:
+            answers_at.append((t0, time.perf_counter()))
+    saved = turn.InteractionSurface.within_ack
+    try:
+        async with simcord.run(build_bot(Settings(database=db), engine), settle_timeout=120) as env:
+            channel, members = _members(env, n)
+            t0 = time.perf_counter()
+            clicks = []
+            for member in members:
+                message = (await member.slash(channel, "mldebt challenge")).response
+                letter = right(bank, message) if rng.random() < 0.6 else wrong(bank, message)
+                clicks.append((member, message, custom_id(message, letter)))
+            setup_s = time.perf_counter() - t0
+            if defer_first:
+                turn.InteractionSurface.within_ack = _defer_first  # type: ignore[method-assign]
+            engine.answer = timed_answer  # type: ignore[method-assign]
+            result = await _burst(env, clicks)
+        async with store.transaction() as tx:
+            answers = await tx._all("SELECT COUNT(*) FROM answers")  # type: ignore[attr-defined]
+    finally:
+        turn.InteractionSurface.within_ack = saved  # type: ignore[method-assign]
+        await store.close()
+    assert answers[0][0] == n, f"{answers[0][0]} answers stored for {n} clicks"
+    span = max(e for _, e in answers_at) - min(s for s, _ in answers_at)
+    inside = [e - s for s, e in answers_at]
+    return {**result, "setup_s": setup_s, "engine_span_ms": span * 1000, "engine_per_answer_ms": span / n * 1000,
+            "engine_call_p50_ms": median(inside) * 1000, "engine_call_max_ms": max(inside) * 1000}
+
+
+async def reference_run(n: int) -> dict:
+    async with simcord.run(ReferenceBot(), settle_timeout=120) as env:
+        channel, members = _members(env, n)
+        view = discord.ui.View(timeout=None)
+        view.add_item(DeferButton(1))
+        message = await env.bot.get_channel(channel.id).send("Go", view=view)
+        return await _burst(env, [(m, message, "ref:1") for m in members])
+
+
+def main(smoke: bool = False, runs: int = 3) -> int:
+    n = 10 if smoke else 200
+    load_before = os.getloadavg()
+    per_run = []
+    with tempfile.TemporaryDirectory(dir=RESULTS) as tmp_name:
+        tmp = Path(tmp_name)
+        bank, bank_used = bench_bank(tmp)
+        asyncio.run(reference_run(5))  # warm-up, not kept: first-use costs of both bots and of SimCord
+        asyncio.run(adapter_run(tmp, bank, 5, 99))
+        for run in range(runs):
+            per_run.append({"reference": asyncio.run(reference_run(n)),
+                            "adapter": asyncio.run(adapter_run(tmp, bank, n, run)),
+                            "defer_first": asyncio.run(adapter_run(tmp, bank, n, run, defer_first=True))})
+    load_after = os.getloadavg()
+
+    def med(kind: str, key: str) -> float:
+        return median([r[kind][key] for r in per_run])
+
+    p50, p99 = med("adapter", "p50_ms"), med("adapter", "p99_ms")
+    ref50, ref99 = med("reference", "p50_ms"), med("reference", "p99_ms")
+    d50, d99 = med("defer_first", "p50_ms"), med("defer_first", "p99_ms")
+    rows = [
+        ("clicks at once", f"{n}", "200", "ok" if not smoke else "smoke"),
+        ("click -> initial response, p50", f"{p50:.1f} ms", "-", "-"),
+        ("click -> initial response, p99", f"{p99:.1f} ms", f"<= {TARGET_P99_MS:.0f} ms", _ok(p99 <= TARGET_P99_MS)),
+        ("reference: defer() only, p50 / p99", f"{ref50:.1f} / {ref99:.1f} ms", "-", "-"),
+        ("adapter / reference, p50 / p99", f"{p50 / ref50:.1f}x / {p99 / ref99:.1f}x", "-", "-"),
+        ("first click answered after (adapter / reference)",
+         f"{med('adapter', 'min_ms'):.1f} / {med('reference', 'min_ms'):.1f} ms", "-", "-"),
+        ("emitting all clicks took (adapter / reference)",
+         f"{med('adapter', 'emit_all_ms'):.1f} / {med('reference', 'emit_all_ms'):.1f} ms", "-", "-"),
+        ("why: engine.answer for all clicks, first start -> last end",
+         f"{med('adapter', 'engine_span_ms'):.0f} ms = {med('adapter', 'engine_per_answer_ms'):.2f} ms each", "-", "-"),
+        ("why: one engine.answer, p50 / max (incl. waiting for the store)",
+         f"{med('adapter', 'engine_call_p50_ms'):.0f} / {med('adapter', 'engine_call_max_ms'):.0f} ms", "-", "-"),
+        ("what-if: adapter deferring every click first, p50 / p99", f"{d50:.1f} / {d99:.1f} ms", "-", "-"),
+        ("then SimCord settled the follow-ups in (adapter)", f"{med('adapter', 'settle_s'):.2f} s", "-", "-"),
+    ]
+    report("discord-ack", rows, {
+        "bank": bank_used, "clicks": n, "runs": runs, "load_average_before_after": [load_before, load_after],
+        "p50_ms": p50, "p99_ms": p99, "reference_p50_ms": ref50, "reference_p99_ms": ref99,
+        "ratio_p50": p50 / ref50, "ratio_p99": p99 / ref99, "defer_first_p50_ms": d50, "defer_first_p99_ms": d99,
+        "engine_per_answer_ms": med("adapter", "engine_per_answer_ms"),
+        "per_run": per_run,
+    }, smoke)
+    return 0
+
+
+def _ok(flag: bool) -> str:
+    return "yes" if flag else "MISS"

@@ -1,0 +1,156 @@
+"""The bot side of the fanout benchmark, in its own process (so that it can be SIGKILLed halfway).
+
+`python -m bench.fanout_bot DB SLACK_URL STATS BASE SHIFT [per-channel]` opens the real SqliteStore on DB, builds
+the engine and the real Scheduler, and wires the Slack adapter exactly as `mldebt run` does
+(`build_app(..., scheduler=...)` registers its DailyPoster), with the Web API client pointed at the
+fake at SLACK_URL. Then it runs `Scheduler.run()` until every daily channel's post is marked posted
+in the database, and exits.
+
+The clock is real time mapped onto the benchmark's date: `now = BENCH_NOW + (time.time() - BASE) +
+SHIFT`, so a restarted process continues the same timeline, and SHIFT can stand for downtime.
+
+It writes JSON lines to STATS as it goes (flushed at once, so they survive a SIGKILL): when the
+scheduler started, each `claim_daily_posts` call (start, end, posts claimed) and when all were
+posted. Times are `time.perf_counter()`, which is CLOCK_MONOTONIC on Linux: the parent compares
+them with its own.
+
+`per-channel` is a what-if, not the bot as shipped: see `per_channel_queueing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import sqlite3
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+BENCH_NOW = datetime(2026, 11, 26, 9, 0, 30, tzinfo=UTC)
+TOKEN = "xoxb-fanout-bench"
+SECRET = "fanoutbenchsecret0123456789abcd"
+POLL_S = 0.02  # how often the process checks whether every post is marked posted
+
+
+class BenchClock:
+    """Real time, on the benchmark's timeline (see the module docstring)."""
+
+    def __init__(self, base: float, shift: float) -> None:
+        self.base, self.shift = base, shift
+
+    def now(self) -> datetime:
+        return BENCH_NOW + timedelta(seconds=time.time() - self.base + self.shift)
+
+    async def sleep_until(self, when: datetime, wake: asyncio.Event | None = None) -> None:
+        delay = max(0.0, (when - self.now()).total_seconds())
+        if wake is None:
+            await asyncio.sleep(delay)
+            return
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+
+
+class Stats:
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("a")
+
+    def write(self, **fields: Any) -> None:
+        self.file.write(json.dumps(fields) + "\n")
+        self.file.flush()
+
+
+def _all_posted(db: sqlite3.Connection) -> bool:
+    channels = db.execute("SELECT COUNT(*) FROM daily_channels WHERE enabled = 1").fetchone()[0]
+    posted = db.execute("SELECT COUNT(*) FROM daily_posts WHERE status = 'posted'").fetchone()[0]
+    return posted >= channels
+
+
+def per_channel_queueing() -> None:
+    """What-if (this process only): the engine's `_queue_post`, except that it closes the channel's own
+    earlier posts with one query for that channel, where the shipped code reads every post in three
+    statuses for each post it queues (quadratic in the number of due channels)."""
+    from bot import community
+    from bot.store.base import DailyPostRow
+    from bot.store.sqlite import _POST_COLS
+
+    async def _queue_post(self, tx, row, day, tz, at, now):  # type: ignore[no-untyped-def]
+        question_id = self._next_daily_question(await tx.daily_history(row.platform, row.tenant, row.channel))
+        closes = community.daily_instant(day + timedelta(days=1), at, tz).timestamp()
+        post = DailyPostRow(secrets.token_hex(8), row.platform, row.tenant, row.channel, day.isoformat(),
+                            question_id, self._shuffle(), "queued", None, now, None, max(closes, now + 3600))
+        if not await tx.insert_daily_post(post):
+            return False
+        older = await tx._all(
+            f"SELECT {_POST_COLS} FROM daily_posts WHERE platform = ? AND tenant = ? AND channel = ? "
+            "AND status IN ('posted', 'posting', 'queued') AND id != ? AND closes_at > ? AND closes_at <= ?",
+            (row.platform, row.tenant, row.channel, post.id, now, now + 10 * 86400))
+        for old in (DailyPostRow(*r) for r in older):
+            old.closes_at = now
+            await tx.update_daily_post(old, old.status)
+        return True
+
+    community.CommunityMixin._queue_post = _queue_post  # type: ignore[method-assign]
+
+
+async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shift: float,
+              per_channel: bool = False) -> None:
+    from adapters.slack.app import build_app
+    from adapters.slack.web import make_client
+    from bot.bank import load_bank
+    from bot.config import Settings
+    from bot.engine import QuizEngine
+    from bot.scheduler import Scheduler
+    from bot.store import SqliteStore
+
+    if per_channel:
+        per_channel_queueing()
+    stats = Stats(stats_path)
+    store = SqliteStore(db_path)
+    await store.open()
+    clock = BenchClock(base, shift)
+    engine = QuizEngine(store, load_bank(), clock)
+    scheduler = Scheduler(engine, clock)
+    settings = Settings(database=db_path, slack_bot_token=TOKEN, slack_signing_secret=SECRET)
+    build_app(settings, engine, scheduler=scheduler, client=make_client(TOKEN, base_url=slack_url))
+
+    claim = engine.claim_daily_posts
+
+    async def timed_claim(platforms: Any) -> Any:  # bench-only instrumentation
+        t0 = time.perf_counter()
+        posts = await claim(platforms)
+        stats.write(event="claim", start=t0, end=time.perf_counter(), claimed=len(posts),
+                    reconcile=sum(p.reconcile for p in posts))
+        return posts
+
+    engine.claim_daily_posts = timed_claim  # type: ignore[method-assign]
+    watch = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    stats.write(event="start", at=time.perf_counter())
+    task = scheduler.start()
+    try:
+        while not _all_posted(watch):
+            if task.done():
+                task.result()  # the scheduler loop never ends by itself: surface why it did
+            await asyncio.sleep(POLL_S)
+        stats.write(event="done", at=time.perf_counter())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        watch.close()
+        await store.close()
+
+
+def main(argv: list[str]) -> int:
+    db, url, stats, base, shift, *flags = argv
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(Path(db), url, Path(stats), float(base), float(shift), per_channel="per-channel" in flags))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,36 @@
+"""Tiny runs of the Slack ack, Discord ack and fanout benchmarks, so they cannot rot (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.__main__ import BENCHMARKS, main
+from bench.common import RESULTS
+
+EXPECTED = {
+    "slack-ack": {"commands", "clicks", "p50_ms", "p99_ms", "reference_p50_ms", "reference_p99_ms", "ratio_p99",
+                  "ack_only_p99_ms", "loop_cpu_per_request_ms", "all_replies_sent_s", "per_run"},
+    "discord-ack": {"clicks", "p50_ms", "p99_ms", "reference_p50_ms", "reference_p99_ms", "ratio_p99",
+                    "defer_first_p99_ms", "engine_per_answer_ms", "per_run"},
+    "fanout": {"channels", "rate_per_s", "floor_s", "clean_total_s", "clean_ratio", "clean_lost", "clean_duplicated",
+               "clean_claim_s", "clean_sending_s", "killed_total_s", "killed_lease_wait_s", "killed_lost",
+               "killed_duplicated", "db_mismatched", "what_if_clean_total_s", "what_if_killed_total_s", "per_run"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_smoke_run_writes_its_results(name: str) -> None:
+    assert name in BENCHMARKS
+    out = RESULTS / f"{name}.smoke.json"
+    out.unlink(missing_ok=True)
+    assert main([name, "--smoke", "--runs", "1"]) == 0
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == name and data["smoke"] is True
+    assert EXPECTED[name] <= data.keys(), EXPECTED[name] - data.keys()
+    assert len(data["per_run"]) == 1
+    assert data["table"] and all(set(row) == {"figure", "measured", "target", "ok"} for row in data["table"])
+    if name == "fanout":  # exactly once holds even at smoke size, killed halfway or not
+        for scenario in data["per_run"][0].values():
+            assert (scenario["lost"], scenario["duplicated"], scenario["db_mismatched"]) == (0, 0, 0), scenario
