@@ -327,12 +327,7 @@ class CommunityMixin:
         if not await tx.insert_daily_post(post):
             return False
         # the previous post's window closes when the next one goes out
-        for status in ("posted", "posting", "queued"):
-            for old in await tx.daily_posts_due(status, now + 10 * 86400, "closes_at"):
-                if old.channel == row.channel and old.tenant == row.tenant and old.platform == row.platform \
-                        and old.id != post.id and old.closes_at > now:
-                    old.closes_at = now
-                    await tx.update_daily_post(old, status)
+        await tx.close_daily_windows(row.platform, row.tenant, row.channel, post.id, now)
         return True
 
     def _next_daily_question(self: QuizEngine, history_newest_first: list[str]) -> str:

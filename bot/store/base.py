@@ -232,6 +232,9 @@ class Tx(ABC):
     async def update_daily_post(self, row: DailyPostRow, expect_status: str) -> bool:
         """Compare-and-set on status: write `row` only if the stored status is `expect_status`."""
     @abstractmethod
+    async def close_daily_windows(self, platform: str, tenant: str, channel: str, except_id: str, now: float) -> None:
+        """End, at `now`, the answer window of the channel's unfinished posts other than `except_id`."""
+    @abstractmethod
     async def daily_posts_due(self, status: str, now: float, field: str) -> list[DailyPostRow]:
         """Posts in `status` whose `field` (lease_until or closes_at) is at or before `now`."""
     @abstractmethod

@@ -403,6 +403,12 @@ class SqliteTx(Tx):
             (r.status, r.message_ref, r.lease_until, r.posted_at, r.closes_at, r.id, expect_status))
         return changed == 1
 
+    async def close_daily_windows(self, platform: str, tenant: str, channel: str, except_id: str, now: float) -> None:
+        await self._run(
+            "UPDATE daily_posts SET closes_at = ? WHERE platform = ? AND tenant = ? AND channel = ? AND id != ? "
+            "AND status IN ('queued', 'posting', 'posted') AND closes_at > ?",
+            (now, platform, tenant, channel, except_id, now))
+
     async def daily_posts_due(self, status: str, now: float, field: str) -> list[DailyPostRow]:
         assert field in ("lease_until", "closes_at")
         rows = await self._all(
