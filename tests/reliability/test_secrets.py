@@ -158,9 +158,8 @@ async def test_the_terminal_never_prints_a_token(tmp_path):
 
 
 async def test_a_malformed_token_stops_the_terminal_without_showing_it(tmp_path):
-    term = await start_terminal(tmp_path, "play", "challenge", **{**CANARIES, "SLACK_BOT_TOKEN": "xoxb-" + "9" * 4 +
-                                                                  "!" + CANARIES["SLACK_BOT_TOKEN"]},
-                                MLDEBT_LOG_LEVEL="DEBUG")
+    bad = {**CANARIES, "SLACK_BOT_TOKEN": "xoxb-9999!" + CANARIES["SLACK_BOT_TOKEN"]}
+    term = await start_terminal(tmp_path, "play", "challenge", **bad, MLDEBT_LOG_LEVEL="DEBUG")
     out, _ = await asyncio.wait_for(term.proc.communicate(), 20)
     assert term.proc.returncode == 2
     assert out.decode().strip() == "mldebt: invalid setting SLACK_BOT_TOKEN: must look like xoxb-..."
