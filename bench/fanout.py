@@ -21,10 +21,7 @@ Total time runs from the scheduler's start to the last post the fake accepted; t
 posts / RATE. The table also splits the total into the engine's claim (queueing and claiming every
 due post in one transaction) and the sending, to show where the time goes.
 
-What-if, in the same run: both scenarios again with the engine's queueing of a post changed in the
-bot process only (bench/fanout_bot.py `per_channel_queueing`: the channel's earlier posts looked up
-by channel instead of by reading every post), which prices that fix and shows what it uncovers.
-And, with that change too, a clean run at a rate low enough to bind (RATE_BOUND calls/s), which
+A third scenario, rate-bound: a clean run at a rate low enough to bind (RATE_BOUND calls/s), which
 shows how close the 429 handling keeps the sending to the floor when the limit, not the bot's CPU,
 is what holds it back.
 """
@@ -54,7 +51,7 @@ from .common import RESULTS, median, report
 from .fanout_bot import BENCH_NOW
 
 TARGET_RATIO = 1.2
-RATE_BOUND = 250.0  # calls/s of the rate-bound what-if (the bot alone sends 600-800 posts/s here)
+RATE_BOUND = 250.0  # calls/s of the rate-bound scenario (the bot alone sends 600-800 posts/s here)
 ROOT = Path(__file__).resolve().parent.parent
 TEAM = "T0FANOUT"
 CHILD_TIMEOUT_S = 1800.0  # one bot process; far above any expected figure, so a hang still ends
@@ -129,11 +126,9 @@ async def create_db(path: Path, channels: int) -> None:
     db.close()
 
 
-async def _child(db: Path, url: str, stats: Path, base: float, shift: float,
-                 per_channel: bool) -> asyncio.subprocess.Process:
-    flags = ["per-channel"] if per_channel else []
+async def _child(db: Path, url: str, stats: Path, base: float, shift: float) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.fanout_bot", str(db), url, str(stats), repr(base), repr(shift), *flags,
+        sys.executable, "-m", "bench.fanout_bot", str(db), url, str(stats), repr(base), repr(shift),
         cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
 
@@ -183,13 +178,13 @@ def _check(db: Path, fake: RateLimitedSlack, channels: int) -> dict:
             "db_rows": len(rows), "db_mismatched": mismatched + abs(channels - len(rows))}
 
 
-async def scenario(tmp: Path, name: str, channels: int, rate: float, kill: bool, per_channel: bool = False) -> dict:
+async def scenario(tmp: Path, name: str, channels: int, rate: float, kill: bool) -> dict:
     db, stats = tmp / f"{name}.sqlite3", tmp / f"{name}.jsonl"
     await create_db(db, channels)
-    out: dict[str, Any] = {"scenario": name, "per_channel_queueing": per_channel}
+    out: dict[str, Any] = {"scenario": name}
     async with RateLimitedSlack(rate, team_id=TEAM, scopes="chat:write,channels:history") as fake:
         base, cpu0 = time.time(), time.process_time()
-        first = await _child(db, fake.base_url, stats, base, 0.0, per_channel)
+        first = await _child(db, fake.base_url, stats, base, 0.0)
         killed_at: list[float] = []
         if kill:
             def kill_halfway(accepted: int) -> None:
@@ -205,7 +200,7 @@ async def scenario(tmp: Path, name: str, channels: int, rate: float, kill: bool,
             out["accepted_at_kill"] = len(fake.accepted_at)
             shift = _lease_wait(db, base)
             restarted_at = time.perf_counter()
-            code, err = await _finish(await _child(db, fake.base_url, stats, base, shift, per_channel))
+            code, err = await _finish(await _child(db, fake.base_url, stats, base, shift))
             out.update(lease_wait_s=shift, killed_at=killed_at[0], restarted_at=restarted_at)
         assert code == 0, f"the bot failed (exit {code}): {err[-2000:]}"
         fake_cpu = time.process_time() - cpu0  # this process: mostly the fake Slack serving the bot
@@ -249,12 +244,7 @@ def main(smoke: bool = False, runs: int = 3) -> int:
             per_run.append({
                 "clean": asyncio.run(scenario(tmp, f"clean-{run}", channels, rate, kill=False)),
                 "killed": asyncio.run(scenario(tmp, f"killed-{run}", channels, rate, kill=True)),
-                "what_if_clean": asyncio.run(scenario(tmp, f"what-if-clean-{run}", channels, rate, kill=False,
-                                                      per_channel=True)),
-                "what_if_killed": asyncio.run(scenario(tmp, f"what-if-killed-{run}", channels, rate, kill=True,
-                                                       per_channel=True)),
-                "rate_bound": asyncio.run(scenario(tmp, f"rate-bound-{run}", channels, bound, kill=False,
-                                                   per_channel=True)),
+                "rate_bound": asyncio.run(scenario(tmp, f"rate-bound-{run}", channels, bound, kill=False)),
             })
     load_after = os.getloadavg()
 
@@ -273,7 +263,7 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     rows = [
         ("channels / global rate (bucket: 1 s worth)", f"{channels:,} / {rate:,.0f} calls/s", "10,000 / 1,000",
          "ok" if not smoke else "smoke"),
-        ("floor: channels / rate (strictly, as the bucket starts full)", f"{floor:.1f} s ({(channels - rate) / rate:.1f} s)",
+        ("floor: channels / rate (strictly, as the bucket starts full)", f"{floor:.1f} s ({max(0.0, channels - rate) / rate:.1f} s)",
          "-", "-"),
         ("clean: total time", f"{total:.1f} s = {total / floor:.2f}x floor", f"<= {TARGET_RATIO}x floor",
          _ok(total / floor <= TARGET_RATIO)),
@@ -300,21 +290,13 @@ def main(smoke: bool = False, runs: int = 3) -> int:
         ("killed at 1/2: look-ups before re-posting (conversations.history)",
          f"{med('killed', 'history_calls'):,.0f}", "-", "-"),
         ("database rows not matching the fake (worst)", f"{mismatched}", "0", _ok(mismatched == 0)),
-        ("what-if per-channel queueing: claim / clean total",
-         f"{med('what_if_clean', 'first_claim_s'):.1f} s / {med('what_if_clean', 'total_s'):.1f} s = "
-         f"{med('what_if_clean', 'total_s') / floor:.2f}x floor", "-", "-"),
-        ("what-if per-channel queueing: killed total / + lease wait",
-         f"{med('what_if_killed', 'total_s'):.1f} s / + {med('what_if_killed', 'lease_wait_s'):.1f} s = "
-         f"{med('what_if_killed', 'total_with_lease_wait_s') / floor:.2f}x floor", "-", "-"),
-        (f"what-if + rate {bound:,.0f}/s: sending / floor, 429s",
+        (f"rate-bound, {bound:,.0f} calls/s: sending / its floor, 429s",
          f"{med('rate_bound', 'sending_s'):.1f} s / {channels / bound:.1f} s = "
          f"{med('rate_bound', 'sending_s') / (channels / bound):.2f}x, {med('rate_bound', 'limited_429'):,.0f}",
          "-", "-"),
-        (f"what-if + rate {bound:,.0f}/s: total (claim included)", f"{med('rate_bound', 'total_s'):.1f} s = "
-         f"{med('rate_bound', 'total_s') / (channels / bound):.2f}x floor", "-", "-"),
-        ("what-if per-channel queueing: lost / duplicated (worst, all)",
-         f"{max(worst(k, 'lost') for k in ('what_if_clean', 'what_if_killed', 'rate_bound'))} / "
-         f"{max(worst(k, 'duplicated') for k in ('what_if_clean', 'what_if_killed', 'rate_bound'))}", "-", "-"),
+        (f"rate-bound, {bound:,.0f} calls/s: total (claim included); lost / duplicated",
+         f"{med('rate_bound', 'total_s'):.1f} s = {med('rate_bound', 'total_s') / (channels / bound):.2f}x; "
+         f"{worst('rate_bound', 'lost')} / {worst('rate_bound', 'duplicated')}", "-", "-"),
     ]
     report("fanout", rows, {
         "channels": channels, "rate_per_s": rate, "bucket_capacity": rate, "runs": runs, "floor_s": floor,
@@ -326,10 +308,6 @@ def main(smoke: bool = False, runs: int = 3) -> int:
         "killed_total_s": killed_total, "killed_ratio": killed_total / floor,
         "killed_lease_wait_s": med("killed", "lease_wait_s"), "killed_total_with_lease_wait_s": killed_with_wait,
         "killed_lost": k_lost, "killed_duplicated": k_dup, "db_mismatched": mismatched,
-        "what_if_clean_total_s": med("what_if_clean", "total_s"),
-        "what_if_clean_claim_s": med("what_if_clean", "first_claim_s"),
-        "what_if_killed_total_s": med("what_if_killed", "total_s"),
-        "what_if_killed_lease_wait_s": med("what_if_killed", "lease_wait_s"),
         "rate_bound_per_s": bound, "rate_bound_sending_s": med("rate_bound", "sending_s"),
         "rate_bound_total_s": med("rate_bound", "total_s"), "rate_bound_429": med("rate_bound", "limited_429"),
         "per_run": per_run,

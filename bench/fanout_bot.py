@@ -1,6 +1,6 @@
 """The bot side of the fanout benchmark, in its own process (so that it can be SIGKILLed halfway).
 
-`python -m bench.fanout_bot DB SLACK_URL STATS BASE SHIFT [per-channel]` opens the real SqliteStore on DB, builds
+`python -m bench.fanout_bot DB SLACK_URL STATS BASE SHIFT` opens the real SqliteStore on DB, builds
 the engine and the real Scheduler, and wires the Slack adapter exactly as `mldebt run` does
 (`build_app(..., scheduler=...)` registers its DailyPoster), with the Web API client pointed at the
 fake at SLACK_URL. Then it runs `Scheduler.run()` until every daily channel's post is marked posted
@@ -13,8 +13,6 @@ It writes JSON lines to STATS as it goes (flushed at once, so they survive a SIG
 scheduler started, each `claim_daily_posts` call (start, end, posts claimed) and when all were
 posted, with the process's CPU time at those points. Times are `time.perf_counter()`, which is CLOCK_MONOTONIC on Linux: the parent compares
 them with its own.
-
-`per-channel` is a what-if, not the bot as shipped: see `per_channel_queueing`.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import sqlite3
 import sys
 import time
@@ -75,35 +72,7 @@ def _posted(db_path: Path) -> int:
         con.close()
 
 
-def per_channel_queueing() -> None:
-    """What-if (this process only): the engine's `_queue_post`, except that it closes the channel's own
-    earlier posts with one query for that channel, where the shipped code reads every post in three
-    statuses for each post it queues (quadratic in the number of due channels)."""
-    from bot import community
-    from bot.store.base import DailyPostRow
-    from bot.store.sqlite import _POST_COLS
-
-    async def _queue_post(self, tx, row, day, tz, at, now):  # type: ignore[no-untyped-def]
-        question_id = self._next_daily_question(await tx.daily_history(row.platform, row.tenant, row.channel))
-        closes = community.daily_instant(day + timedelta(days=1), at, tz).timestamp()
-        post = DailyPostRow(secrets.token_hex(8), row.platform, row.tenant, row.channel, day.isoformat(),
-                            question_id, self._shuffle(), "queued", None, now, None, max(closes, now + 3600))
-        if not await tx.insert_daily_post(post):
-            return False
-        older = await tx._all(
-            f"SELECT {_POST_COLS} FROM daily_posts WHERE platform = ? AND tenant = ? AND channel = ? "
-            "AND status IN ('posted', 'posting', 'queued') AND id != ? AND closes_at > ? AND closes_at <= ?",
-            (row.platform, row.tenant, row.channel, post.id, now, now + 10 * 86400))
-        for old in (DailyPostRow(*r) for r in older):
-            old.closes_at = now
-            await tx.update_daily_post(old, old.status)
-        return True
-
-    community.CommunityMixin._queue_post = _queue_post  # type: ignore[method-assign]
-
-
-async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shift: float,
-              per_channel: bool = False) -> None:
+async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shift: float) -> None:
     from adapters.slack.app import build_app
     from adapters.slack.web import make_client
     from bot.bank import load_bank
@@ -112,8 +81,6 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
     from bot.scheduler import Scheduler
     from bot.store import SqliteStore
 
-    if per_channel:
-        per_channel_queueing()
     stats = Stats(stats_path)
     store = SqliteStore(db_path)
     await store.open()
@@ -153,9 +120,9 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
 
 
 def main(argv: list[str]) -> int:
-    db, url, stats, base, shift, *flags = argv
+    db, url, stats, base, shift = argv
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(Path(db), url, Path(stats), float(base), float(shift), per_channel="per-channel" in flags))
+    asyncio.run(run(Path(db), url, Path(stats), float(base), float(shift)))
     return 0
 
 

@@ -16,7 +16,7 @@ EXPECTED = {
                     "defer_first_p99_ms", "engine_per_answer_ms", "per_run"},
     "fanout": {"channels", "rate_per_s", "floor_s", "clean_total_s", "clean_ratio", "clean_lost", "clean_duplicated",
                "clean_claim_s", "clean_sending_s", "killed_total_s", "killed_lease_wait_s", "killed_lost",
-               "killed_duplicated", "db_mismatched", "what_if_clean_total_s", "what_if_killed_total_s", "per_run"},
+               "killed_duplicated", "db_mismatched", "rate_bound_sending_s", "rate_bound_429", "per_run"},
 }
 
 
