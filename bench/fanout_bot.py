@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.clock import SystemClock
+
 BENCH_NOW = datetime(2026, 11, 26, 9, 0, 30, tzinfo=UTC)
 TOKEN = "xoxb-fanout-bench"
 SECRET = "fanoutbenchsecret0123456789abcd"
@@ -35,24 +37,14 @@ POLL_S = 0.1  # how often the process checks whether every post is marked posted
 MAX_S = 1800.0  # and gives up, so that nothing outlives a benchmark that went wrong
 
 
-class BenchClock:
-    """Real time, on the benchmark's timeline (see the module docstring)."""
+class BenchClock(SystemClock):
+    """Real time, on the benchmark's timeline (see the module docstring); sleeps as SystemClock does."""
 
     def __init__(self, base: float, shift: float) -> None:
         self.base, self.shift = base, shift
 
     def now(self) -> datetime:
         return BENCH_NOW + timedelta(seconds=time.time() - self.base + self.shift)
-
-    async def sleep_until(self, when: datetime, wake: asyncio.Event | None = None) -> None:
-        delay = max(0.0, (when - self.now()).total_seconds())
-        if wake is None:
-            await asyncio.sleep(delay)
-            return
-        try:
-            await asyncio.wait_for(wake.wait(), timeout=delay)
-        except TimeoutError:
-            pass
 
 
 class Stats:
