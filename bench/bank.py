@@ -26,7 +26,7 @@ import yaml
 
 from bot.bank import DIFFICULTIES, LETTERS, TYPES, BankError, default_bank_path, load_bank
 
-from .common import RESULTS, median, report
+from .common import RESULTS, median, report, verdict
 
 TARGET_S = 0.5
 WORDS = (
@@ -146,7 +146,7 @@ def main(smoke: bool = False, runs: int = 3) -> int:
         ("questions / challenge sets / files", f"{questions:,} / {sets} / {len(files)}", "2,000 / - / -",
          "ok" if not smoke else "smoke"),
         ("YAML size", f"{size / 2**20:.2f} MB ({size / questions / 1024:.1f} KB a question)", "-", "-"),
-        ("load_bank (parse + validate), median", f"{load_s:.3f} s", f"<= {TARGET_S} s", _ok(load_s <= TARGET_S)),
+        ("load_bank (parse + validate), median", f"{load_s:.3f} s", f"<= {TARGET_S} s", verdict(load_s <= TARGET_S)),
         ("reference: yaml.safe_load of the same files", f"{safe_s:.3f} s", "-", "-"),
         ("load_bank / safe_load", f"{load_s / safe_s:.2f}x", "-", "-"),
         ("reference: libyaml CSafeLoader of the same files", f"{csafe_s:.3f} s", "-", "-"),
@@ -196,6 +196,3 @@ def _shipped_questions() -> int:
     files = sorted((default_bank_path() / "topics").glob("*.yaml"))
     return sum(len((yaml.safe_load(f.read_text("utf-8")) or {}).get("questions") or []) for f in files)
 
-
-def _ok(flag: bool) -> str:
-    return "yes" if flag else "MISS"

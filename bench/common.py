@@ -21,6 +21,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def verdict(met: bool) -> str:
+    """The table's `ok` column for a figure that has a target."""
+    return "yes" if met else "MISS"
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

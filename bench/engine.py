@@ -37,7 +37,7 @@ from bot.engine import QuizEngine
 from bot.replies import Feedback, Player, QuestionCard, Reply, Summary
 from bot.store import SqliteStore
 
-from .common import RESULTS, median, percentile, report
+from .common import RESULTS, median, percentile, report, verdict
 from .store_variants import VARIANTS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -347,10 +347,10 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     rows = [
         ("players at once / answers per run", f"{players:,} / {med(lambda r: r['concurrent']['answers']):,.0f}",
          "1,000", "ok" if not smoke else "smoke"),
-        ("answers/s (all players at once)", f"{rate:,.0f}", f">= {TARGET_RATE:,.0f}", _ok(rate >= TARGET_RATE)),
+        ("answers/s (all players at once)", f"{rate:,.0f}", f">= {TARGET_RATE:,.0f}", verdict(rate >= TARGET_RATE)),
         ("per-answer latency p50 (all at once)", f"{p50:,.1f} ms", "-", "-"),
         ("per-answer latency p99 (all at once)", f"{p99:,.1f} ms", f"<= {TARGET_P99_MS:.0f} ms",
-         _ok(p99 <= TARGET_P99_MS)),
+         verdict(p99 <= TARGET_P99_MS)),
         ("Little's law: players / answers/s", f"{players / rate * 1000:,.0f} ms", "-", "-"),
         ("per-answer latency p50 / p99 (one player alone)", f"{alone_p50:.2f} / {alone_p99:.2f} ms", "-", "-"),
         ("reference: raw sqlite3 INSERT+COMMIT/s", f"{raw:,.0f}", "-", "-"),
@@ -383,6 +383,3 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     }, smoke)
     return 0
 
-
-def _ok(flag: bool) -> str:
-    return "yes" if flag else "MISS"

@@ -47,7 +47,7 @@ from aiohttp import web
 from bot.store import SqliteStore
 from tests.adapters.slack.fake_slack import FakeSlack
 
-from .common import RESULTS, median, report
+from .common import RESULTS, median, report, verdict
 from .fanout_bot import BENCH_NOW
 
 TARGET_RATIO = 1.2
@@ -266,8 +266,8 @@ def main(smoke: bool = False, runs: int = 3) -> int:
         ("floor: channels / rate (strictly, as the bucket starts full)", f"{floor:.1f} s ({max(0.0, channels - rate) / rate:.1f} s)",
          "-", "-"),
         ("clean: total time", f"{total:.1f} s = {total / floor:.2f}x floor", f"<= {TARGET_RATIO}x floor",
-         _ok(total / floor <= TARGET_RATIO)),
-        ("clean: posts lost / duplicated (worst run)", f"{lost} / {dup}", "0 / 0", _ok(lost == dup == 0)),
+         verdict(total / floor <= TARGET_RATIO)),
+        ("clean: posts lost / duplicated (worst run)", f"{lost} / {dup}", "0 / 0", verdict(lost == dup == 0)),
         ("clean: engine claim (queue + claim, one tx)", f"{med('clean', 'first_claim_s'):.1f} s", "-", "-"),
         ("clean: sending, claim done -> last post", f"{med('clean', 'sending_s'):.1f} s = "
          f"{med('clean', 'sending_s') / floor:.2f}x floor", "-", "-"),
@@ -278,18 +278,18 @@ def main(smoke: bool = False, runs: int = 3) -> int:
         ("clean: claim: wall / bot CPU", f"{med('clean', 'first_claim_s'):.0f} / {med('clean', 'bot_cpu_claim_s'):.0f} s",
          "-", "-"),
         ("killed at 1/2: total time (no lease wait)", f"{killed_total:.1f} s = {killed_total / floor:.2f}x floor",
-         f"<= {TARGET_RATIO}x floor", _ok(killed_total / floor <= TARGET_RATIO)),
+         f"<= {TARGET_RATIO}x floor", verdict(killed_total / floor <= TARGET_RATIO)),
         ("killed at 1/2: + lease wait of the dead claims", f"{med('killed', 'lease_wait_s'):.1f} s -> "
          f"{killed_with_wait:.1f} s = {killed_with_wait / floor:.2f}x floor", f"<= {TARGET_RATIO}x floor",
-         _ok(killed_with_wait / floor <= TARGET_RATIO)),
+         verdict(killed_with_wait / floor <= TARGET_RATIO)),
         ("killed at 1/2: posts lost / duplicated (worst run)", f"{k_lost} / {k_dup}", "0 / 0",
-         _ok(k_lost == k_dup == 0)),
+         verdict(k_lost == k_dup == 0)),
         ("killed at 1/2: restart: start-up / its claim / re-claimed",
          f"{med('killed', 'restart_startup_s'):.1f} s / {med('killed', 'restart_claim_s'):.1f} s / "
          f"{med('killed', 'reclaimed'):,.0f}", "-", "-"),
         ("killed at 1/2: look-ups before re-posting (conversations.history)",
          f"{med('killed', 'history_calls'):,.0f}", "-", "-"),
-        ("database rows not matching the fake (worst)", f"{mismatched}", "0", _ok(mismatched == 0)),
+        ("database rows not matching the fake (worst)", f"{mismatched}", "0", verdict(mismatched == 0)),
         (f"rate-bound, {bound:,.0f} calls/s: sending / its floor, 429s",
          f"{med('rate_bound', 'sending_s'):.1f} s / {channels / bound:.1f} s = "
          f"{med('rate_bound', 'sending_s') / (channels / bound):.2f}x, {med('rate_bound', 'limited_429'):,.0f}",
@@ -314,6 +314,3 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     }, smoke)
     return 0
 
-
-def _ok(flag: bool) -> str:
-    return "yes" if flag else "MISS"

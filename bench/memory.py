@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import RESULTS, median, report
+from .common import RESULTS, median, report, verdict
 
 TARGET_MB = 150.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +103,8 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     rows = [
         ("players in an open challenge", f"{players:,}", "10,000", "ok" if not smoke else "smoke"),
         ("RSS before (bank loaded, store open)", f"{baseline:.1f} MB", "-", "-"),
-        ("RSS after, all players at once", f"{after:.1f} MB", f"<= {TARGET_MB:.0f} MB", _ok(after <= TARGET_MB)),
-        ("peak RSS (VmHWM), all at once", f"{peak:.1f} MB", f"<= {TARGET_MB:.0f} MB", _ok(peak <= TARGET_MB)),
+        ("RSS after, all players at once", f"{after:.1f} MB", f"<= {TARGET_MB:.0f} MB", verdict(after <= TARGET_MB)),
+        ("peak RSS (VmHWM), all at once", f"{peak:.1f} MB", f"<= {TARGET_MB:.0f} MB", verdict(peak <= TARGET_MB)),
         ("RSS growth per player, all at once", f"{per_player_kb('burst'):.2f} KB", "-", "-"),
         ("RSS after / growth per player, one by one", f"{calm_after:.1f} MB / {per_player_kb('one_by_one'):.2f} KB",
          "-", "-"),
@@ -121,6 +121,3 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     }, smoke)
     return 0
 
-
-def _ok(flag: bool) -> str:
-    return "yes" if flag else "MISS"

@@ -38,7 +38,7 @@ from tests.adapters.slack.fake_slack import FakeSlack
 from tests.adapters.slack.tracker import BackgroundTracker
 from tests.adapters.slack.workspace import BOT_TOKEN, SECRET, TEAM, Workspace, letter
 
-from .common import RESULTS, median, percentile, report
+from .common import RESULTS, median, percentile, report, verdict
 from .engine import bench_bank
 
 TARGET_P99_MS = 100.0
@@ -200,7 +200,7 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     rows = [
         ("requests at once: slash commands + clicks", f"{commands} + {clicks}", "200", "ok" if not smoke else "smoke"),
         ("time to HTTP 200, p50", f"{p50:.1f} ms", "-", "-"),
-        ("time to HTTP 200, p99", f"{p99:.1f} ms", f"<= {TARGET_P99_MS:.0f} ms", _ok(p99 <= TARGET_P99_MS)),
+        ("time to HTTP 200, p99", f"{p99:.1f} ms", f"<= {TARGET_P99_MS:.0f} ms", verdict(p99 <= TARGET_P99_MS)),
         ("reference: bare aiohttp 200, p50 / p99", f"{ref50:.1f} / {ref99:.1f} ms", "-", "-"),
         ("adapter / reference, p50 / p99", f"{p50 / ref50:.1f}x / {p99 / ref99:.1f}x", "-", "-"),
         ("slash commands p50 / p99", f"{med('adapter_commands', 'p50_ms'):.1f} / "
@@ -226,6 +226,3 @@ def main(smoke: bool = False, runs: int = 3) -> int:
     }, smoke)
     return 0
 
-
-def _ok(flag: bool) -> str:
-    return "yes" if flag else "MISS"

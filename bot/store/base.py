@@ -250,9 +250,6 @@ class Tx(ABC):
     async def daily_answer(self, post_id: str, player_id: int) -> tuple[str, bool, int, str] | None:
         """(shown choice, correct, points, event key) of the player's answer to a post."""
     @abstractmethod
-    async def daily_answer_by_key(self, event_key: str) -> tuple[str, int] | None:
-        """(post id, player id) of the answer recorded under this event key."""
-    @abstractmethod
     async def daily_counts(self, post_id: str) -> tuple[int, int]:
         """(answers, correct answers) of a post."""
 

@@ -442,10 +442,6 @@ class SqliteTx(Tx):
             (post_id, player_id))
         return (row[0], bool(row[1]), row[2], row[3]) if row else None
 
-    async def daily_answer_by_key(self, event_key: str) -> tuple[str, int] | None:
-        row = await self._one("SELECT post_id, player_id FROM daily_answers WHERE event_key = ?", (event_key,))
-        return (row[0], row[1]) if row else None
-
     async def daily_counts(self, post_id: str) -> tuple[int, int]:
         row = await self._one(
             "SELECT COUNT(*), COALESCE(SUM(correct), 0) FROM daily_answers WHERE post_id = ?", (post_id,))
