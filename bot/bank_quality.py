@@ -1,0 +1,109 @@
+"""Item-writing checks that catch questions answerable by test-taking rather than knowledge.
+
+Two families, both crude on purpose (they catch the obvious cases; a human review catches the rest):
+
+- `hint_leak`: a hint that shares noticeably more content words with the correct choice than with
+  any distractor describes the answer instead of guiding the reasoning. Words that also appear in
+  the prompt are context, not a leak, and are ignored.
+- `baselines`: how well a player who knows nothing would score with a test-wise rule ("pick the
+  longest choice", "pick the choice with the fewest absolute words", "pick the choice with the
+  most hedges"). Ties share the credit: if k choices tie and the key is among them, the rule
+  scores 1/k for that question (its expected score when it guesses among the tied ones). Chance is
+  25%; the bank must keep each rule at or below `MAX_BASELINE`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+MAX_BASELINE = 0.30
+# a hint is rejected when it shares this many more content words with the key than with the
+# distractor it is closest to
+HINT_LEAK_MARGIN = 2
+
+ABSOLUTE_WORDS = frozenset({
+    "always", "never", "only", "all", "entirely", "every", "none", "completely", "solely",
+    "guarantee", "guarantees", "guaranteed", "impossible", "cannot", "nothing", "totally",
+    "forever", "any", "must", "whatever", "fully", "exactly", "purely", "nobody", "everything",
+})
+HEDGE_WORDS = frozenset({
+    "can", "may", "might", "often", "when", "if", "usually", "typically", "unless", "could",
+    "some", "likely", "depends", "depending", "tends", "sometimes", "where", "while", "mostly",
+    "probably", "rather", "until", "whether",
+})
+_STOPWORDS = frozenset("""
+a an the and or but nor of to in on at by for with from into onto over under as is are was were be
+been being it its this that these those there their they them then than so such not no yes do does
+did done has have had having will would should shall can could may might must which who whom whose
+what when where why how if else also just more most less least very each per via about after before
+between both either neither i you he she we our your his her my me us one two three first second
+same other another own out up down off again further once here all any some only too own s t
+""".split())
+_WORD = re.compile(r"[a-z0-9][a-z0-9_'.-]*[a-z0-9]|[a-z0-9]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens (identifiers such as `search_model_versions` stay whole)."""
+    return _WORD.findall(text.casefold())
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ies", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def content_words(text: str) -> set[str]:
+    return {_stem(w) for w in words(text) if len(w) >= 3 and w not in _STOPWORDS}
+
+
+def hint_leak(prompt: str, hint: str, choices: Sequence[str], answer_index: int) -> list[str] | None:
+    """The words that make a hint describe the key, or None if the hint passes.
+
+    The hint's content words (less the prompt's) are compared with each choice's; the hint leaks
+    when it shares at least HINT_LEAK_MARGIN more words with the key than with the distractor it
+    shares the most with. The words returned are the ones it shares with the key and no distractor.
+    """
+    hint_words = content_words(hint) - content_words(prompt)
+    shared = [hint_words & content_words(c) for c in choices]
+    key = shared[answer_index]
+    closest = max(len(s) for i, s in enumerate(shared) if i != answer_index)
+    if len(key) - closest < HINT_LEAK_MARGIN:
+        return None
+    others: set[str] = set().union(*(s for i, s in enumerate(shared) if i != answer_index))
+    return sorted(key - others)
+
+
+def _count(text: str, vocabulary: frozenset[str]) -> int:
+    return sum(1 for w in words(text) if w in vocabulary)
+
+
+def _credit(scores: Sequence[float], answer_index: int, pick: Callable[[Sequence[float]], float]) -> float:
+    best = pick(scores)
+    tied = [i for i, s in enumerate(scores) if s == best]
+    return 1 / len(tied) if answer_index in tied else 0.0
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    score: float  # share of questions a player following the rule gets right (0..1)
+
+
+def baselines(questions: Iterable) -> list[Baseline]:
+    """The three test-wise rules' scores over `questions` (objects with .choices and .answer_index)."""
+    qs = list(questions)
+    if not qs:
+        return [Baseline(n, 0.0) for n in ("longest choice", "fewest absolute words", "most hedges")]
+    longest = sum(_credit([len(c) for c in q.choices], q.answer_index, max) for q in qs)
+    absolute = sum(_credit([_count(c, ABSOLUTE_WORDS) for c in q.choices], q.answer_index, min) for q in qs)
+    hedges = sum(_credit([_count(c, HEDGE_WORDS) for c in q.choices], q.answer_index, max) for q in qs)
+    n = len(qs)
+    return [
+        Baseline("longest choice", longest / n),
+        Baseline("fewest absolute words", absolute / n),
+        Baseline("most hedges", hedges / n),
+    ]
