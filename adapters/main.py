@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import sys
 from collections.abc import Sequence
@@ -24,23 +25,35 @@ async def run_console(core: Core, args: argparse.Namespace) -> int:
     except (KeyError, OSError):
         user = "player"
     app = ConsoleApp(core.engine, Player(PLATFORM, TENANT, user, user))
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    terminal = None
+    if interactive:
+        from adapters.console.tty import attach_terminal
+
+        terminal = attach_terminal(app)
     core.scheduler.register(PLATFORM, app.deliver)
     core.scheduler.register_daily(PLATFORM, app)
-    scheduler = core.scheduler.start()
-    try:
-        if args.command == "play":
-            topic = args.topic or args.topic_arg
-            if args.mode == "learn":
-                first = f"learn {topic}" if topic else "topics"
-                return await app.run(first_command=first)
-            first = " ".join(x for x in (args.mode, topic, args.difficulty) if x)
-            return await app.run(first_command=first, exit_when_finished=True)
-        app.write(CONNECT_HINT)
-        app.write("Type `challenge` to start, `help` for every command, `exit` to leave.")
-        return await app.run()
-    finally:
-        scheduler.cancel()
-        await asyncio.gather(scheduler, return_exceptions=True)
+    with terminal.attached() if terminal is not None else contextlib.nullcontext():
+        scheduler = core.scheduler.start()
+        try:
+            return await _console_session(app, args)
+        finally:
+            scheduler.cancel()
+            await asyncio.gather(scheduler, return_exceptions=True)
+
+
+async def _console_session(app, args: argparse.Namespace) -> int:
+    if args.command == "play":
+        topic = args.topic or args.topic_arg
+        if args.mode == "learn":
+            first = f"learn {topic}" if topic else "topics"
+            return await app.run(first_command=first)
+        first = " ".join(x for x in (args.mode, topic, args.difficulty) if x)
+        return await app.run(first_command=first, exit_when_finished=True)
+    app.write(CONNECT_HINT)
+    app.write("Type `challenge` to start, `help` for every command, `exit` to leave.")
+    await app.welcome_back()
+    return await app.run()
 
 
 async def run_servers(core: Core, args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ class Frontends:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mldebt", description="A quiz bot that teaches technical debt in ML systems.")
-    p.add_argument("--env-file", default=".env", help="settings file to read (default: .env if present)")
+    p.add_argument("--env-file", help="settings file to read; it must exist (default: .env if present)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="start the bot: Slack and/or Discord if configured, else the terminal")
     play = sub.add_parser("play", help="play in the terminal")
@@ -133,8 +133,10 @@ def main(argv: Sequence[str] | None = None, frontends: Frontends | None = None) 
     args = parser.parse_args(argv)
     if args.command is None:
         args.command = "run"
+    if args.env_file is not None and not Path(args.env_file).is_file():
+        return _fail(f"--env-file {args.env_file}: no such file")
     try:
-        settings = Settings.load(env_file=args.env_file)
+        settings = Settings.load(env_file=args.env_file or ".env")
     except SettingsError as exc:
         return _fail(f"invalid setting {exc}")
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,

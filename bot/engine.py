@@ -223,7 +223,9 @@ class QuizEngine(CommunityMixin):
         elif outcome == "skipped":
             replies.append(Skipped(session.id, q.id, shown, q.answer_text, q.explanation))
         answered = 0 if outcome == "skipped" else 1
-        await self._record_result(tx, session.player_id, points, answered, int(outcome == "correct"), now)
+        # accuracy counts a question as right only when its first attempt was (see Stats)
+        first_try = int(outcome == "correct" and item.attempts_used <= 1)
+        await self._record_result(tx, session.player_id, points, answered, first_try, now)
         await self._review_after(tx, session.player_id, q.id, session.mode, outcome, now)
         session.correct += int(outcome == "correct")
         session.points += points
@@ -455,7 +457,7 @@ class QuizEngine(CommunityMixin):
             session = await self._owned_session(tx, player, None)
             item = await tx.get_item(session.id, session.position)
             if item is not None and item.status == "open":
-                item.status, item.closed_at = "skipped", now
+                item.status, item.closed_at = "quit", now  # not a skip: the player left the quiz
                 await tx.close_item_if_open(item)
             session.status, session.finished_at = "abandoned", now
             await tx.update_session(session)

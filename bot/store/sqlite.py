@@ -256,7 +256,7 @@ class SqliteTx(Tx):
 
     async def topic_accuracy(self, player_id: int) -> list[tuple[str, int, int]]:
         return await self._all(
-            "SELECT i.question_id, COUNT(*), SUM(CASE WHEN i.status = 'correct' THEN 1 ELSE 0 END) "
+            "SELECT i.question_id, COUNT(*), SUM(CASE WHEN i.status = 'correct' AND i.attempts_used <= 1 THEN 1 ELSE 0 END) "
             "FROM session_items i JOIN sessions s ON s.id = i.session_id "
             "WHERE s.player_id = ? AND i.status IN ('correct', 'wrong', 'timeout') GROUP BY i.question_id",
             (player_id,),
