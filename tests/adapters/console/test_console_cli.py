@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,8 +18,10 @@ CARD = re.compile(r"\[(?P<qid>[a-z0-9-]+)\] .*?\n(?P<choices>(?:  [A-D]\) .*\n)+
 
 
 def mldebt_command() -> list[str]:
-    exe = shutil.which("mldebt")
-    return [exe] if exe else [sys.executable, "-m", "adapters.main"]
+    """The `mldebt` installed beside this interpreter (the one of the code under test), not whichever
+    `mldebt` comes first on PATH, which may belong to another checkout."""
+    exe = Path(sys.executable).parent / "mldebt"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "adapters.main"]
 
 
 class Terminal:
