@@ -44,7 +44,8 @@ class Core:
 
 async def open_core(settings: Settings, clock: Clock | None = None) -> Core:
     clock = clock or SystemClock()
-    bank = load_bank(settings.question_bank or None, time_limit_scale=settings.time_limit_scale)
+    bank = load_bank(settings.question_bank or None, time_limit_scale=settings.time_limit_scale,
+                     cache_dir=settings.bank_cache_dir)
     store = SqliteStore(settings.database)
     await store.open()
     engine = QuizEngine(store, bank, clock, timezone=settings.timezone)
@@ -97,7 +98,7 @@ def _bank_paths(args: argparse.Namespace, settings: Settings | None) -> list[Pat
 def cmd_bank_check(paths: Sequence[Path] | None, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        bank = load_bank(paths)
+        bank = load_bank(paths)  # never from the cache: a check always parses and validates every file
     except BankError as exc:
         for problem in exc.problems:
             print(problem, file=err)

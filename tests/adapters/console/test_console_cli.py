@@ -47,7 +47,8 @@ class Terminal:
 
 async def start(tmp_path: Path, *args: str, **env: str) -> Terminal:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "MLDEBT_"))}
-    full_env.update({"MLDEBT_DATABASE": str(tmp_path / "console.sqlite3"), **env})
+    full_env.update({"MLDEBT_DATABASE": str(tmp_path / "console.sqlite3"), "MLDEBT_CACHE_DIR": str(tmp_path / "cache"),
+                     **env})
     proc = await asyncio.create_subprocess_exec(
         *mldebt_command(), *args, cwd=tmp_path, env=full_env,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

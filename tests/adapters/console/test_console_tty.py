@@ -44,7 +44,7 @@ class Terminal:
     def __init__(self, tmp_path: Path, cols: int, args: list[str], **env: str) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "MLDEBT_"))}
         full_env.update(TERM="xterm", XDG_DATA_HOME=str(tmp_path / "data"),
-                        MLDEBT_DATABASE=str(tmp_path / "tty.sqlite3"), **env)
+                        MLDEBT_DATABASE=str(tmp_path / "tty.sqlite3"), MLDEBT_CACHE_DIR=str(tmp_path / "cache"), **env)
         self.screen = pyte.Screen(cols, ROWS)
         self.stream = pyte.Stream(self.screen)
         command = mldebt_command()
