@@ -223,9 +223,7 @@ class QuizEngine(CommunityMixin):
         elif outcome == "skipped":
             replies.append(Skipped(session.id, q.id, shown, q.answer_text, q.explanation))
         answered = 0 if outcome == "skipped" else 1
-        # accuracy counts a question as right only when its first attempt was (see Stats)
-        first_try = int(outcome == "correct" and item.attempts_used <= 1)
-        await self._record_result(tx, session.player_id, points, answered, first_try, now)
+        await self._record_result(tx, session.player_id, points, answered, int(outcome == "correct"), now)
         await self._review_after(tx, session.player_id, q.id, session.mode, outcome, now)
         session.correct += int(outcome == "correct")
         session.points += points
@@ -556,7 +554,9 @@ class QuizEngine(CommunityMixin):
             streak_days, team, rank = await self._community_stats(tx, player, pid)
             played = await tx.challenge_sets_played(pid)
             per_topic: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            answered_all = right_all = 0  # accuracy as Stats defines it, from the same rows as by topic
             for qid, answered, correct in await tx.topic_accuracy(pid):
+                answered_all, right_all = answered_all + answered, right_all + correct
                 q = self.bank.questions.get(qid)
                 if q is not None:
                     per_topic[q.topic][0] += correct
@@ -564,8 +564,8 @@ class QuizEngine(CommunityMixin):
         return [Stats(
             player=player,
             points=totals.points,
-            answered=totals.answered,
-            correct=totals.correct,
+            answered=answered_all,
+            correct=right_all,
             badges=tuple(badges),
             by_topic=tuple(Breakdown(t, c, n) for t, (c, n) in sorted(per_topic.items())),
             challenges_played=len(played),

@@ -21,7 +21,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from .app import ANSWER_KEYS, PROMPT_QUESTION, SHORT_KEYS, ConsoleApp, Interrupted
 
 SHORT_PROMPT_QUESTION = "Answer (A-D/h/s/q): "
-WIDE_PROMPT_MIN = 2 * len(PROMPT_QUESTION)  # below this, the long prompt leaves too little room to type
+WIDE_PROMPT_MIN = len(PROMPT_QUESTION) + 20  # below this, the long prompt leaves too little room to type
 
 
 def data_dir() -> Path:

@@ -66,11 +66,11 @@ def _describe(exc: BaseException) -> str:
 async def connect_socket_mode(handler: AsyncSocketModeHandler, *, delays: Sequence[float] = STARTUP_RETRY_DELAYS,
                               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """Open the first Socket Mode connection, retrying an unreachable Slack a bounded number of times."""
-    client = handler.client
-    client.logger.addFilter(_OneLineReconnects())
+    socket_mode = handler.client  # the Socket Mode client (apps.connections.open uses the app token)
+    socket_mode.logger.addFilter(_OneLineReconnects())
 
     async def open_url() -> None:
-        client.wss_uri = await client.issue_new_wss_url()
+        socket_mode.wss_uri = await socket_mode.issue_new_wss_url()
 
     try:
         await connect_with_retries("Slack: opening a Socket Mode connection", open_url, transient=TRANSIENT,
