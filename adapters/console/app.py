@@ -79,7 +79,8 @@ class PlainInput:
         return line if line else None  # '' = end of input
 
     def new_question(self) -> None:
-        """A pipe cannot take back what was written into it; the prompt is shown again instead."""
+        """A pipe cannot take back what was written into it, so a line read next may have been typed
+        for the question before (typing_for stays); the prompt is shown again."""
         self._app.write_raw(self._app.prompt_text())
 
 
@@ -95,6 +96,8 @@ class ConsoleApp:
         self.card: QuestionCard | None = None
         self.daily: DailyPost | None = None
         self.finished = asyncio.Event()
+        # the question the line being typed belongs to: the one on screen when the line was started
+        self.typing_for: QuestionCard | None = None
         self._new_event_id = new_event_id or (lambda: uuid.uuid4().hex)
 
     # -- output ---------------------------------------------------------------------------------
@@ -201,7 +204,7 @@ class ConsoleApp:
         if first_command:
             await self.handle_line(first_command)
         while not (exit_when_finished and self.finished.is_set()):
-            typed_for = self.card
+            self.typing_for = self.card
             try:
                 line = await self.input.read()
             except Interrupted:
@@ -214,7 +217,7 @@ class ConsoleApp:
                 if self.card is not None:
                     self.write(BYE_OPEN)
                 return 0
-            await self.handle_line(line, typed_for)
+            await self.handle_line(line, self.typing_for)
         return 0
 
     def interrupted_text(self) -> str:

@@ -89,6 +89,7 @@ class TtyInput:
 
     def new_question(self) -> None:
         self.session.default_buffer.reset()
+        self.app.typing_for = self.app.card  # whatever is typed from now on is for the question now shown
         if self.session.app.is_running:
             self.session.app.invalidate()
 
