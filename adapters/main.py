@@ -8,10 +8,14 @@ import contextlib
 import getpass
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.cli import Core, Frontends
 from bot.cli import main as cli_main
 from bot.replies import Player
+
+if TYPE_CHECKING:
+    from adapters.console.app import ConsoleApp
 
 CONNECT_HINT = ("No Slack or Discord token configured: playing in the terminal. To connect a workspace, set "
                 "SLACK_BOT_TOKEN or DISCORD_TOKEN (see .env.example and the README).")
@@ -42,7 +46,7 @@ async def run_console(core: Core, args: argparse.Namespace) -> int:
             await asyncio.gather(scheduler, return_exceptions=True)
 
 
-async def _console_session(app, args: argparse.Namespace) -> int:
+async def _console_session(app: ConsoleApp, args: argparse.Namespace) -> int:
     if args.command == "play":
         topic = args.topic or args.topic_arg
         if args.mode == "learn":
@@ -64,7 +68,9 @@ async def run_servers(core: Core, args: argparse.Namespace) -> int:
 
 async def discord_sync(core: Core, args: argparse.Namespace) -> int:
     from adapters.discord.commands_cli import sync_commands
+    from adapters.discord.runner import quiet_voice_warnings
 
+    quiet_voice_warnings()
     return await sync_commands(core)
 
 
