@@ -229,6 +229,14 @@ def test_history_with_the_arrow_keys_keeps_commands_not_answers(tmp_path, long_b
         term.wait_for(r"mldebt> learn beta$", lines=True)
         term.child.send("\x1b[D\x1b[D\x1b[D\x1bDx\x1b[F\r".replace("\x1bD", "\x1b[D"))  # left x4, x, End
         term.wait_for(r"! Unknown topic 'xbeta'\.")
+        term.child.sendcontrol("l")  # clears the screen: the prompt is redrawn at the top
+        term.wait_for(r"\Amldebt>", lines=True)
+        term.child.send("daily set terminal 00:00 UTC\r")  # today's question is posted at once
+        term.wait_for(r"📅 Daily question")
+        term.settle(0.3)
+        lines = [line for line in term.text().splitlines() if line.strip()]
+        assert lines[-2] == "mldebt>" and "daily question" in lines[-1]  # the post landed above the prompt
+        assert "<#" not in term.text() and "#terminal: every day at 00:00 UTC" in term.text()
         term.child.send("practice\r")
         term.wait_for(r"question 1/5 · untimed")
         term.child.send("a\r")
@@ -240,4 +248,4 @@ def test_history_with_the_arrow_keys_keeps_commands_not_answers(tmp_path, long_b
             term.child.terminate(force=True)
     history = (tmp_path / "data" / "mldebt" / "history").read_text()
     entries = [line[1:] for line in history.splitlines() if line.startswith("+")]
-    assert entries == ["topics", "learn beta", "learn xbeta", "practice", "exit"]
+    assert entries == ["topics", "learn beta", "learn xbeta", "daily set terminal 00:00 UTC", "practice", "exit"]
