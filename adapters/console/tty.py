@@ -9,13 +9,17 @@ for one question is never submitted to the next.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from .app import ANSWER_KEYS, PROMPT_QUESTION, SHORT_KEYS, ConsoleApp, Interrupted
@@ -53,11 +57,12 @@ def open_history() -> History:
 class TtyInput:
     """prompt_toolkit's prompt as the console app's Input."""
 
-    def __init__(self, app: ConsoleApp, history: History | None = None) -> None:
+    def __init__(self, app: ConsoleApp, history: History | None = None, *, input: Input | None = None,
+                 output: Output | None = None) -> None:
         self.app = app
         self.session: PromptSession[str] = PromptSession(
             message=self._message, history=history or open_history(), bottom_toolbar=self._toolbar,
-            refresh_interval=1.0)
+            refresh_interval=1.0, input=input, output=output)
 
     def width(self) -> int:
         # one column short of the edge: terminals disagree on what a character in the last column does
@@ -95,9 +100,19 @@ class TtyInput:
 
     @contextmanager
     def attached(self) -> Iterator[None]:
-        """Route the app's output above the prompt for as long as the terminal is in use."""
+        """Route the app's output, and log lines, above the prompt for as long as the terminal is in use."""
+        originals = (sys.stdout, sys.stderr)
         with patch_stdout(raw=True):
-            yield
+            # logging's handlers kept the real streams when they were set up: point them at the proxy
+            moved = [(h, h.stream) for h in logging.getLogger().handlers
+                     if isinstance(h, logging.StreamHandler) and h.stream in originals]
+            for handler, _ in moved:
+                handler.setStream(sys.stderr)
+            try:
+                yield
+            finally:
+                for handler, stream in moved:
+                    handler.setStream(stream)
 
 
 def attach_terminal(app: ConsoleApp) -> TtyInput:

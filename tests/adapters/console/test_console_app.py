@@ -249,3 +249,27 @@ async def test_daily_post_in_the_terminal_has_no_chat_markup(engine, clock, alic
     assert "! Today's question is already posted in #terminal; one per day." in text
     assert [line[:5] for line in text.splitlines() if line[2:4] in ("A)", "B)", "C)", "D)")] == \
         ["  A) ", "  B) ", "  C) ", "  D) "]
+
+
+async def test_on_a_terminal_log_lines_go_above_the_prompt_too(engine, alice):
+    import logging
+    import sys
+
+    from prompt_toolkit.history import InMemoryHistory
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from adapters.console.tty import TtyInput
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)  # as logging.basicConfig sets it up at start-up
+    real = handler.stream
+    root.addHandler(handler)
+    try:
+        with create_pipe_input() as pipe:
+            tty = TtyInput(ConsoleApp(engine, alice), InMemoryHistory(), input=pipe, output=DummyOutput())
+            with tty.attached():
+                assert sys.stderr is not real and handler.stream is sys.stderr  # the proxy above the prompt
+            assert handler.stream is real
+    finally:
+        root.removeHandler(handler)
