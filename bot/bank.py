@@ -312,13 +312,17 @@ def _bank_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+def _as_paths(paths: Iterable[Path | str] | Path | str | None) -> list[Path]:
+    if paths is None:
+        return [default_bank_path()]
+    if isinstance(paths, (str, Path)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
 def bank_files(paths: Iterable[Path | str] | Path | str | None = None) -> list[Path]:
     """The question files a bank is loaded from, in load order."""
-    if paths is None:
-        paths = [default_bank_path()]
-    elif isinstance(paths, (str, Path)):
-        paths = [paths]
-    return _bank_files(Path(p) for p in paths)
+    return _bank_files(_as_paths(paths))
 
 
 def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_limit_scale: float = 1.0,
@@ -328,15 +332,15 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
     With `cache_dir`, a bank validated before from byte-identical files (by the same loader code and
     schema) is read back from the cache instead of being parsed and validated again; see bank_cache.
     """
-    files = bank_files(paths)
-    if cache_dir is not None and files:
+    roots = _as_paths(paths)
+    files = _bank_files(roots)
+    if not files:
+        where = ", ".join(str(p) for p in roots) or "."
+        raise BankError([BankProblem(where, 1, None, "(file)", "no .yaml question files found")])
+    if cache_dir is not None:
         from .bank_cache import load_cached
 
         return load_cached(files, time_limit_scale, cache_dir, lambda: validate_bank(files, time_limit_scale))
-    if not files:
-        shown = paths if paths is not None else default_bank_path()
-        where = ", ".join(map(str, shown)) if isinstance(shown, (list, tuple)) else str(shown)
-        raise BankError([BankProblem(where or ".", 1, None, "(file)", "no .yaml question files found")])
     return validate_bank(files, time_limit_scale)
 
 

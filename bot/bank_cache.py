@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .bank import Bank, ChallengeSet, Concept, Question, Solution, _schema
+from .bank import Bank, ChallengeSet, Concept, Question, Solution, Topic, _schema
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,6 @@ def to_data(bank: Bank) -> dict[str, Any]:
 
 
 def from_data(data: dict[str, Any]) -> Bank:
-    from .bank import Topic
-
     questions: dict[str, Question] = {}
     for q in data["questions"]:
         s = q["solution"]
