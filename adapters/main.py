@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import io
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -28,8 +29,10 @@ async def run_console(core: Core, args: argparse.Namespace) -> int:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "player"
-    app = ConsoleApp(core.engine, Player(PLATFORM, TENANT, user, user))
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    # no standard input at all (a closed fd 0, as under some CI runners) reads as an empty one
+    stdin = sys.stdin if sys.stdin is not None else io.StringIO()
+    app = ConsoleApp(core.engine, Player(PLATFORM, TENANT, user, user), stdin=stdin)
+    interactive = stdin.isatty() and sys.stdout is not None and sys.stdout.isatty()
     terminal = None
     if interactive:
         from adapters.console.tty import attach_terminal

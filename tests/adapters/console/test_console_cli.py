@@ -151,3 +151,16 @@ async def test_bank_check_command(tmp_path, fixture_bank):
     out, _ = await term.proc.communicate()
     assert term.proc.returncode == 0
     assert out.decode().strip() == "OK: 20 questions in 2 topics, 10 practice problems, 2 challenge sets."
+
+
+def test_no_standard_input_at_all_ends_cleanly(tmp_path, fixture_bank):
+    """As under a CI runner with fd 0 closed: the plain mode, at once at the end of its input."""
+    import subprocess
+
+    root, _ = fixture_bank
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "MLDEBT_"))}
+    env.update(MLDEBT_DATABASE=str(tmp_path / "q.sqlite3"), MLDEBT_QUESTION_BANK=str(root), MLDEBT_CACHE_DIR="off")
+    done = subprocess.run([*mldebt_command(), "run"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60, preexec_fn=lambda: os.close(0))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("mldebt> \nBye.\n") and done.stderr == ""
