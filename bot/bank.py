@@ -125,9 +125,12 @@ class BankProblem:
     question_id: str | None
     field: str
     message: str
+    column: int | None = None  # 1-based, where the parser knows it (YAML syntax errors)
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}"
+        where = f"{self.file}:{self.line}" + (f":{self.column}" if self.column else "")
+        if self.question_id is None and self.field == "(file)":
+            return f"{where}: {self.message}"  # about the whole file: no field to name
         qid = f"question {self.question_id}" if self.question_id else "file"
         return f"{where}: {qid}: {self.field}: {self.message}"
 
@@ -289,8 +292,8 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
 class _Collector:
     problems: list[BankProblem] = field(default_factory=list)
 
-    def add(self, file: str, line: int, qid: str | None, field_: str, message: str) -> None:
-        self.problems.append(BankProblem(file, line, qid, field_, message))
+    def add(self, file: str, line: int, qid: str | None, field_: str, message: str, column: int | None = None) -> None:
+        self.problems.append(BankProblem(file, line, qid, field_, message, column))
 
     def at(self, file: str, lines: dict[tuple, int], prefix: tuple, qid: str | None, field_: str,
            message: str) -> None:
@@ -309,24 +312,54 @@ def _bank_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_limit_scale: float = 1.0) -> Bank:
-    """Load and validate a bank. Raises BankError listing every problem found."""
+def _as_paths(paths: Iterable[Path | str] | Path | str | None) -> list[Path]:
     if paths is None:
-        paths = [default_bank_path()]
-    elif isinstance(paths, (str, Path)):
-        paths = [paths]
-    files = _bank_files(Path(p) for p in paths)
-    out = _Collector()
-    if not files:
-        out.add(", ".join(str(p) for p in paths) or ".", 1, None, "(file)", "no .yaml question files found")
-        raise BankError(out.problems)
+        return [default_bank_path()]
+    if isinstance(paths, (str, Path)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
 
+
+def bank_files(paths: Iterable[Path | str] | Path | str | None = None) -> list[Path]:
+    """The question files a bank is loaded from, in load order."""
+    return _bank_files(_as_paths(paths))
+
+
+def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_limit_scale: float = 1.0,
+              cache_dir: Path | None = None) -> Bank:
+    """Load and validate a bank. Raises BankError listing every problem found.
+
+    With `cache_dir`, a bank validated before from byte-identical files (by the same loader code and
+    schema) is read back from the cache instead of being parsed and validated again; see bank_cache.
+    """
+    roots = _as_paths(paths)
+    files = _bank_files(roots)
+    if not files:
+        where = ", ".join(str(p) for p in roots) or "."
+        raise BankError([BankProblem(where, 1, None, "(file)", "no .yaml question files found")])
+    if cache_dir is not None:
+        from .bank_cache import load_cached
+
+        return load_cached(files, time_limit_scale, cache_dir, lambda: validate_bank(files, time_limit_scale))
+    return validate_bank(files, time_limit_scale)
+
+
+# a file that could not be parsed still names its ids, so the challenge sets that use them do not
+# report them as unknown (the file's own error is the one to fix)
+_ID_LINE = re.compile(r"^[ \t-]*id:[ \t]*['\"]?([a-z0-9][a-z0-9-]*)['\"]?[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def validate_bank(files: list[Path], time_limit_scale: float = 1.0) -> Bank:
+    """Parse and check every file, collecting every problem; a problem in one question or one
+    challenge set leaves the rest of its file checked and loaded."""
+    out = _Collector()
     validator_cls = jsonschema.validators.validator_for(_schema())
     root = {k: v for k, v in _schema().items() if k != "oneOf"}
     topic_validator = validator_cls({**root, "$ref": "#/$defs/topicFile"})
     challenge_validator = validator_cls({**root, "$ref": "#/$defs/challengeFile"})
 
     questions: dict[str, Question] = {}
+    present: set[str] = set()  # ids of questions that exist but could not be loaded
     question_where: dict[str, tuple[str, int]] = {}
     prompts: dict[str, str] = {}
     topics: dict[str, Topic] = {}
@@ -346,12 +379,14 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
             data, lines, dups, comments = _compose(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            line = mark.line + 1 if mark else 1
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            out.add(name, line, None, "(file)", f"invalid YAML: {problem}")
+            out.add(name, line, None, "(file)", f"invalid YAML: {problem}", column)
+            present.update(_ID_LINE.findall(text))
             continue
         except (RecursionError, ValueError, TypeError, OverflowError) as exc:
             out.add(name, 1, None, "(file)", f"invalid YAML: {type(exc).__name__}")
+            present.update(_ID_LINE.findall(text))
             continue
         for dpath, line, key in dups:
             out.add(name, line, _qid_at(data, dpath), _field_name(dpath + (key,)), f"duplicate key '{key}'")
@@ -363,9 +398,9 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
             continue
         is_challenge = "challenge_sets" in data and "questions" not in data
         validator = challenge_validator if is_challenge else topic_validator
-        schema_ok = True
+        bad_items: set[int] = set()  # questions (or challenge sets) of this file with a schema error
+        bad_keys: set[str] = set()  # top-level keys with a schema error
         for err in validator.iter_errors(data):
-            schema_ok = False
             epath = tuple(err.absolute_path)
             fpath = epath
             if err.validator in ("required", "additionalProperties") and isinstance(err.instance, dict):
@@ -378,12 +413,21 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
                     fpath = epath + (_missing_key(err),)
             out.add(name, _line_for(lines, epath if fpath != epath and fpath not in lines else fpath),
                     _qid_at(data, epath), _field_name(fpath), _schema_message(err))
-        if is_challenge:
-            if schema_ok:
-                for i, cs in enumerate(data["challenge_sets"]):
-                    raw_sets.append((name, lines, i, cs))
+            if len(epath) >= 2 and epath[0] in ("questions", "challenge_sets") and isinstance(epath[1], int):
+                bad_items.add(epath[1])
+            else:
+                bad_keys.add(str(fpath[0]) if fpath else "(file)")
+        items = data.get("challenge_sets" if is_challenge else "questions")
+        if not isinstance(items, list) or bad_keys & {"(file)", "challenge_sets", "questions"}:
+            present.update(_ID_LINE.findall(text))
             continue
-        if not schema_ok:
+        if is_challenge:
+            raw_sets += [(name, lines, i, cs) for i, cs in enumerate(items) if i not in bad_items]
+            continue
+        present.update(q["id"] for i, q in enumerate(items)
+                       if i in bad_items and isinstance(q, dict) and isinstance(q.get("id"), str))
+        if "topic" in bad_keys:
+            present.update(q["id"] for i, q in enumerate(items) if i not in bad_items)
             continue
         topic_id = data["topic"]
         if path.stem != topic_id:
@@ -392,7 +436,9 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
         if topic_id in topics:
             out.add(name, _line_for(lines, ("topic",)), None, "topic", f"topic '{topic_id}' is defined twice")
         ids: list[str] = []
-        for i, q in enumerate(data["questions"]):
+        for i, q in enumerate(items):
+            if i in bad_items:
+                continue  # its schema problems are reported; the file's other questions still load
             qline = _line_for(lines, ("questions", i))
             qid = q["id"]
 
@@ -452,6 +498,8 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
                 source=f"{name}:{qline}",
             )
             ids.append(qid)
+        if bad_keys & {"title", "concept"}:
+            continue
         c = data["concept"]
         topics[topic_id] = Topic(
             id=topic_id,
@@ -460,7 +508,7 @@ def load_bank(paths: Iterable[Path | str] | Path | str | None = None, *, time_li
             question_ids=tuple(ids),
         )
 
-    challenge_sets = _check_challenge_sets(raw_sets, questions, out)
+    challenge_sets = _check_challenge_sets(raw_sets, questions, present, out)
     if out.problems:
         raise BankError(out.problems)
     return Bank(
@@ -484,6 +532,7 @@ def _qid_at(data: Any, path: tuple) -> str | None:
 def _check_challenge_sets(
     raw_sets: list[tuple[str, dict[tuple, int], int, dict]],
     questions: Mapping[str, Question],
+    present: set[str],
     out: _Collector,
 ) -> list[ChallengeSet]:
     sets: list[ChallengeSet] = []
@@ -504,7 +553,8 @@ def _check_challenge_sets(
         for j, qid in enumerate(cs["questions"]):
             q = questions.get(qid)
             if q is None:
-                flag(f"questions.{j}", f"unknown question id '{qid}'")
+                if qid not in present:  # an invalid question already has its own problem reported
+                    flag(f"questions.{j}", f"unknown question id '{qid}'")
                 ok = False
                 continue
             if qid in used and used[qid] != sid:

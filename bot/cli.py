@@ -44,7 +44,8 @@ class Core:
 
 async def open_core(settings: Settings, clock: Clock | None = None) -> Core:
     clock = clock or SystemClock()
-    bank = load_bank(settings.question_bank or None, time_limit_scale=settings.time_limit_scale)
+    bank = load_bank(settings.question_bank or None, time_limit_scale=settings.time_limit_scale,
+                     cache_dir=settings.bank_cache_dir)
     store = SqliteStore(settings.database)
     await store.open()
     engine = QuizEngine(store, bank, clock, timezone=settings.timezone)
@@ -52,6 +53,50 @@ async def open_core(settings: Settings, clock: Clock | None = None) -> Core:
 
 
 Runner = Callable[[Core, argparse.Namespace], Awaitable[int]]
+
+# seconds to wait before each new attempt to reach a platform at start-up; then the bot gives up
+STARTUP_RETRY_DELAYS = (2.0, 5.0, 10.0, 20.0, 30.0)
+
+
+class StartupFailed(Exception):
+    """A platform could not be started (unreachable, or a token refused). The message says what
+    failed and what to do; the command prints it as one line and exits with status 1."""
+
+
+async def connect_with_retries(what: str, attempt: Callable[[], Awaitable[None]], *, transient: tuple[type, ...],
+                               describe: Callable[[BaseException], str] = str,
+                               delays: Sequence[float] = STARTUP_RETRY_DELAYS,
+                               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                               quiet: Sequence[str] = ()) -> None:
+    """Run `attempt` until it succeeds; a transient error is one log line and a wait (growing per
+    `delays`), never a traceback; when the waits are used up, StartupFailed. The `quiet` loggers
+    (a library's own per-try chatter) are held to warnings meanwhile, so each try stays one line."""
+    loggers = [logging.getLogger(name) for name in quiet]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        await _retry(what, attempt, transient, describe, delays, sleep)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[None]], transient: tuple[type, ...],
+                 describe: Callable[[BaseException], str], delays: Sequence[float],
+                 sleep: Callable[[float], Awaitable[None]]) -> None:
+    for n, delay in enumerate([*delays, None], 1):
+        try:
+            await attempt()
+            return
+        except transient as exc:
+            reason = describe(exc)
+            if delay is None:
+                raise StartupFailed(f"{what} failed {n} times ({reason}); giving up. Check the network "
+                                    "and start again.") from None
+            log.warning("%s failed (%s); retrying in %g s (attempt %d of %d)", what, reason, delay, n + 1,
+                        len(delays) + 1)
+            await sleep(delay)
 
 
 @dataclass
@@ -65,7 +110,7 @@ class Frontends:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mldebt", description="A quiz bot that teaches technical debt in ML systems.")
-    p.add_argument("--env-file", default=".env", help="settings file to read (default: .env if present)")
+    p.add_argument("--env-file", help="settings file to read; it must exist (default: .env if present; /dev/null for none)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="start the bot: Slack and/or Discord if configured, else the terminal")
     play = sub.add_parser("play", help="play in the terminal")
@@ -97,7 +142,7 @@ def _bank_paths(args: argparse.Namespace, settings: Settings | None) -> list[Pat
 def cmd_bank_check(paths: Sequence[Path] | None, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        bank = load_bank(paths)
+        bank = load_bank(paths)  # never from the cache: a check always parses and validates every file
     except BankError as exc:
         for problem in exc.problems:
             print(problem, file=err)
@@ -133,8 +178,10 @@ def main(argv: Sequence[str] | None = None, frontends: Frontends | None = None) 
     args = parser.parse_args(argv)
     if args.command is None:
         args.command = "run"
+    if args.env_file is not None and not Path(args.env_file).exists():
+        return _fail(f"--env-file {args.env_file}: no such file")
     try:
-        settings = Settings.load(env_file=args.env_file)
+        settings = Settings.load(env_file=args.env_file or ".env")
     except SettingsError as exc:
         return _fail(f"invalid setting {exc}")
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
@@ -164,6 +211,9 @@ async def _run(args: argparse.Namespace, settings: Settings, frontends: Frontend
         if settings.slack_enabled or settings.discord_enabled:
             return await frontends.servers(core, args)
         return await frontends.console(core, args)
+    except StartupFailed as exc:
+        print(f"mldebt: {exc}", file=sys.stderr)
+        return 1
     finally:
         await core.close()
 

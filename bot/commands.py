@@ -26,7 +26,8 @@ HELP: tuple[tuple[str, str], ...] = (
     ("resume", "show your current question again"),
     ("quit", "end your current quiz"),
     ("review", "the questions you missed, back on a spaced schedule"),
-    ("stats", "your points, accuracy by topic, streak, badges, team and rank"),
+    ("stats", "your points, accuracy (questions right at the first attempt / questions answered) by topic, "
+              "streak, badges, team and rank"),
     ("leaderboard [players|teams] [week|month|all] [per-member]", "top 10 and your own rank (default: players, week)"),
     ("team create|join NAME, team leave, team list", "teams inside this workspace or server"),
     ("daily status", "when and where the daily question is posted"),

@@ -286,13 +286,18 @@ class CommunityMixin:
 
     async def daily_status(self: QuizEngine, player: Player) -> list[Reply]:
         now = self.clock.now()
-        async with self._tx() as tx:
-            rows = await tx.daily_channels(player.platform, player.tenant)
         infos = []
-        for r in rows:
-            tz, at = zone(r.timezone), parse_hhmm(r.post_time)
-            nxt = next_slot(now, at, tz) if (r.enabled and tz and at) else None
-            infos.append(DailyChannelInfo(r.channel, r.post_time, r.timezone, r.enabled, nxt))
+        async with self._tx() as tx:
+            for r in await tx.daily_channels(player.platform, player.tenant):
+                tz, at = zone(r.timezone), parse_hhmm(r.post_time)
+                nxt = next_slot(now, at, tz) if (r.enabled and tz and at) else None
+                posting_now = False
+                if nxt is not None:
+                    # the scheduler posts the latest slot's question at once when it was never posted
+                    day = latest_slot(now, at, tz)
+                    posting_now = all([await tx.daily_post_on(r.platform, r.tenant, r.channel, d.isoformat()) is None
+                                       for d in (day, day + timedelta(days=1))])
+                infos.append(DailyChannelInfo(r.channel, r.post_time, r.timezone, r.enabled, nxt, posting_now))
         return [DailyStatus(tuple(infos))]
 
     async def daily_now(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:

@@ -54,6 +54,7 @@ class Settings:
     discord_token: str | None = field(default=None, repr=False)
     discord_application_id: str | None = None
     discord_mastery_role: str = "Technical Debt Mastery"
+    bank_cache_dir: Path | None = None  # where the validated bank is cached; None: no cache
 
     @property
     def slack_enabled(self) -> bool:
@@ -134,6 +135,13 @@ class Settings:
             if not port.isdigit() or not 0 < int(port) < 65536:
                 raise SettingsError("MLDEBT_HTTP_PORT", f"must be a port number 1-65535, got {port!r}")
             kwargs["http_port"] = int(port)
+
+        cache = get("MLDEBT_CACHE_DIR")
+        if cache is None:
+            base = get("XDG_CACHE_HOME") or os.path.join(get("HOME") or os.path.expanduser("~"), ".cache")
+            kwargs["bank_cache_dir"] = Path(base) / "mldebt"
+        elif cache.lower() != "off":
+            kwargs["bank_cache_dir"] = Path(cache)
 
         if (role := get("DISCORD_MASTERY_ROLE")) is not None:
             if len(role) > 100:

@@ -455,7 +455,7 @@ class QuizEngine(CommunityMixin):
             session = await self._owned_session(tx, player, None)
             item = await tx.get_item(session.id, session.position)
             if item is not None and item.status == "open":
-                item.status, item.closed_at = "skipped", now
+                item.status, item.closed_at = "quit", now  # not a skip: the player left the quiz
                 await tx.close_item_if_open(item)
             session.status, session.finished_at = "abandoned", now
             await tx.update_session(session)
@@ -554,7 +554,9 @@ class QuizEngine(CommunityMixin):
             streak_days, team, rank = await self._community_stats(tx, player, pid)
             played = await tx.challenge_sets_played(pid)
             per_topic: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            answered_all = right_all = 0  # accuracy as Stats defines it, from the same rows as by topic
             for qid, answered, correct in await tx.topic_accuracy(pid):
+                answered_all, right_all = answered_all + answered, right_all + correct
                 q = self.bank.questions.get(qid)
                 if q is not None:
                     per_topic[q.topic][0] += correct
@@ -562,8 +564,8 @@ class QuizEngine(CommunityMixin):
         return [Stats(
             player=player,
             points=totals.points,
-            answered=totals.answered,
-            correct=totals.correct,
+            answered=answered_all,
+            correct=right_all,
             badges=tuple(badges),
             by_topic=tuple(Breakdown(t, c, n) for t, (c, n) in sorted(per_topic.items())),
             challenges_played=len(played),

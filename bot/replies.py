@@ -136,7 +136,7 @@ class Feedback(Reply):
 
     def text(self) -> str:
         if self.correct:
-            head = f"Correct! +{self.points} points."
+            head = f"Correct! +{self.points} points." if self.points else "Correct!"  # practice scores nothing
         elif not self.final:
             head = (f"Not quite: {self.chosen} is wrong. {self.attempts_left} attempt"
                     f"{'s' if self.attempts_left != 1 else ''} left.")
@@ -196,7 +196,7 @@ class ItemResult:
     question_id: str
     topic: str
     difficulty: str
-    outcome: str  # correct | wrong | timeout | skipped | unanswered
+    outcome: str  # correct | wrong | timeout | skipped | quit (open when the quiz was quit) | unanswered
     points: int
 
 
@@ -328,10 +328,13 @@ class Stats(Reply):
 
     @property
     def accuracy(self) -> float:
+        """Questions right at the first attempt / questions answered (a time-out is answered; a skip is
+        not). A second-attempt save earns points but not accuracy; the by-topic figures count the same way."""
         return self.correct / self.answered if self.answered else 0.0
 
     def text(self) -> str:
-        lines = [f"Points: {self.points} · answered {self.answered} · accuracy {self.accuracy:.0%}",
+        lines = [f"Points: {self.points} · answered {self.answered} · accuracy {self.accuracy:.0%} "
+                 "(right at the first attempt)",
                  f"Badges: {', '.join(self.badges) if self.badges else 'none yet'}",
                  f"Challenges played: {self.challenges_played}"]
         if self.streak:
@@ -441,6 +444,7 @@ class DailyChannelInfo:
     timezone: str
     enabled: bool
     next_post: datetime | None
+    posting_now: bool = False  # today's question is due and not posted yet: it goes out right away
 
 
 @dataclass(frozen=True)
@@ -452,8 +456,12 @@ class DailyStatus(Reply):
             return "No daily question is scheduled. Admins: `daily set #channel HH:MM Area/City`."
         lines = ["Daily question:"]
         for c in self.channels:
-            state = (f"every day at {c.post_time} {c.timezone}, next {c.next_post:%Y-%m-%d %H:%M} UTC"
-                     if c.enabled and c.next_post else "off")
+            if c.enabled and c.posting_now:
+                state = f"every day at {c.post_time} {c.timezone}; today's question is being posted now"
+            elif c.enabled and c.next_post:
+                state = f"every day at {c.post_time} {c.timezone}, next {c.next_post:%Y-%m-%d %H:%M} UTC"
+            else:
+                state = "off"
             lines.append(f"  <#{c.channel}>: {state}")
         return "\n".join(lines)
 

@@ -1,9 +1,14 @@
 """The terminal adapter: play without any token, and the fixture the console tests drive.
 
-It reads lines from stdin, turns them into engine calls through bot.commands, and prints the
-replies. While a timed question is open on a terminal, a status line above the prompt counts down
-every second; without a terminal (pipes, tests) the deadline is printed once. Time-outs come from
-the scheduler, like on every other platform.
+Typed lines become engine calls through bot.commands; replies are printed. Two front ends share
+this one app: on a terminal, prompt_toolkit (adapters/console/tty.py) gives line editing, history,
+a status toolbar with the countdown and output that lands above the prompt; without one (pipes,
+tests, CI) a plain line reader prints the same words. Time-outs come from the scheduler, like on
+every other platform.
+
+An answer letter is sent for the question that was on screen when the player started typing it:
+if that question closed in the meantime (a time-out), the engine refuses it and the player is told
+why, instead of the letter landing on a question they never read.
 """
 
 from __future__ import annotations
@@ -12,141 +17,135 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from bot.commands import Action, handle_action, handle_text
+from bot import errors
+from bot.commands import ADMIN_HELP, HELP, Action, handle_action, handle_text
 from bot.engine import Delivery, QuizEngine
 from bot.replies import (
-    ActiveSession,
-    AdminStatus,
-    BadgeAwarded,
-    ConceptCard,
+    MODE_TITLES,
     DailyPost,
     DailyReveal,
-    DailyStatus,
-    Feedback,
     HelpText,
-    Hint,
-    Leaderboard,
-    Notice,
     Player,
     QuestionCard,
     Rejected,
     Reply,
-    SessionStarted,
-    Skipped,
-    Stats,
     Summary,
-    TeamList,
-    TimeUp,
-    TopicList,
 )
+
+from .render import render, wrap
 
 PLATFORM = "console"
 TENANT = "local"
 CHANNEL = "terminal"  # the console's one "channel", for `daily set terminal 09:00 Europe/Berlin`
 ANSWER_KEYS = {"a", "b", "c", "d"}
+SHORT_KEYS = {"h": "hint", "s": "skip", "q": "quit"}
 PROMPT_IDLE = "mldebt> "
 PROMPT_QUESTION = "Your answer (A-D, h = hint, s = skip, q = quit): "
+# the terminal's user is its admin, and only the terminal has a way out
+CONSOLE_HELP = HELP + ADMIN_HELP + (("exit", "leave the terminal (Ctrl-D does too); an open quiz is kept"),)
+BYE_OPEN = "Bye. Your quiz is saved; `resume` picks up where you left off."
+BYE = "Bye."
 
 
-def render(reply: Reply) -> str:
-    """Plain text for one reply, with a little terminal layout on top of the reply's own text()."""
-    match reply:
-        case QuestionCard():
-            head = f"\n── {reply.progress} · {reply.topic} · {reply.type.replace('_', ' ')} · {reply.difficulty} ──"
-            body = [head, f"[{reply.question_id}] {reply.prompt}"]
-            if reply.code:
-                body += ["", *("    " + line for line in reply.code.rstrip().splitlines()), ""]
-            body += [f"  {c.letter}) {c.text}" for c in reply.choices]
-            if reply.deadline is not None:
-                body.append(f"Time limit {reply.time_limit} s: answer by {reply.deadline:%H:%M:%S} UTC. "
-                            f"Attempts left: {reply.attempts_left}.")
-            else:
-                body.append(f"Untimed. Attempts left: {reply.attempts_left}.")
-            return "\n".join(body)
-        case Feedback():
-            mark = "✔" if reply.correct else "✘"
-            return f"{mark} {reply.text()}"
-        case TimeUp() | Skipped():
-            return f"⏰ {reply.text()}" if isinstance(reply, TimeUp) else reply.text()
-        case Summary():
-            return "\n" + reply.text()
-        case BadgeAwarded():
-            return f"🏅 Badge earned: {reply.badge}!"
-        case Rejected():
-            return f"! {reply.message}"
-        case (SessionStarted() | ActiveSession() | Hint() | HelpText() | Stats() | TopicList() | ConceptCard()
-              | Notice() | Leaderboard() | TeamList() | DailyStatus() | AdminStatus()):
-            return reply.text()
-        case DailyPost():
-            return f"\n📅 {reply.text()}\n(answer with a letter while no quiz is open)"
-        case DailyReveal():
-            return f"\n📅 {reply.text()}"
-        case _:
-            # an unknown reply type still shows, but loudly, so a missing renderer is noticed
-            return f"[{type(reply).__name__}] {reply.text()}"
+class Interrupted(Exception):
+    """Ctrl-C at the prompt: the typed line is dropped, the session goes on."""
 
 
-class LineReader:
-    """Lines from a blocking text stream, read in a worker thread; one read in flight at a time."""
+class Input(Protocol):
+    """Where typed lines come from. `read` returns None at end of input, raises Interrupted on Ctrl-C."""
 
-    def __init__(self, stream: TextIO) -> None:
+    async def read(self) -> str | None: ...
+
+    def new_question(self) -> None:
+        """A question appeared (or closed) while the player may be typing: drop the typed-ahead text."""
+
+
+class PlainInput:
+    """Lines from a blocking text stream (a pipe), read in a worker thread, one read in flight."""
+
+    def __init__(self, stream: TextIO, app: ConsoleApp) -> None:
         self._stream = stream
+        self._app = app
         self._pending: asyncio.Future[str] | None = None
 
-    async def readline(self) -> str | None:
+    async def read(self) -> str | None:
+        self._app.write_raw(self._app.prompt_text())
         if self._pending is None:
             self._pending = asyncio.ensure_future(asyncio.to_thread(self._stream.readline))
         line = await asyncio.shield(self._pending)
         self._pending = None
         return line if line else None  # '' = end of input
 
+    def new_question(self) -> None:
+        """A pipe cannot take back what was written into it, so a line read next may have been typed
+        for the question before (typing_for stays); the prompt is shown again."""
+        self._app.write_raw(self._app.prompt_text())
+
 
 class ConsoleApp:
     def __init__(self, engine: QuizEngine, player: Player, *, stdin: TextIO | None = None,
-                 stdout: TextIO | None = None, live_countdown: bool | None = None,
+                 stdout: TextIO | None = None, width: Callable[[], int | None] | None = None,
                  new_event_id: Callable[[], str] | None = None) -> None:
         self.engine = engine
         self.player = player
-        self.out = stdout or sys.stdout
-        self.reader = LineReader(stdin or sys.stdin)
-        self.live = self.out.isatty() if live_countdown is None else live_countdown
+        self._out = stdout
+        self._width = width or (lambda: None)
+        self.input: Input = PlainInput(stdin or sys.stdin, self)
         self.card: QuestionCard | None = None
         self.daily: DailyPost | None = None
         self.finished = asyncio.Event()
+        # the question the line being typed belongs to: the one on screen when the line was started
+        self.typing_for: QuestionCard | None = None
         self._new_event_id = new_event_id or (lambda: uuid.uuid4().hex)
-        self._changed = asyncio.Event()
 
     # -- output ---------------------------------------------------------------------------------
 
-    def write(self, text: str) -> None:
-        self.out.write(text + "\n")
+    @property
+    def out(self) -> TextIO:
+        # looked up on each write: on a terminal, prompt_toolkit swaps sys.stdout for a proxy that
+        # prints above the prompt
+        return self._out or sys.stdout
+
+    def write_raw(self, text: str) -> None:
+        self.out.write(text)
         self.out.flush()
 
+    def write(self, text: str) -> None:
+        width = self._width()
+        self.write_raw((wrap(text, width) if width else text) + "\n")
+
     def show(self, replies: list[Reply] | tuple[Reply, ...]) -> None:
+        width = self._width()
         for reply in replies:
-            self.write(render(reply))
+            if isinstance(reply, HelpText) and reply.commands == HELP:
+                reply = HelpText(CONSOLE_HELP, reply.intro)
+            self.write(render(reply, width))
             if isinstance(reply, QuestionCard):
                 self.card = reply
             elif isinstance(reply, Summary):
                 self.card = None
                 self.finished.set()
-        self._changed.set()
+
+    def set_width(self, width: Callable[[], int | None]) -> None:
+        """Wrap output to the columns `width()` returns at each write (None: do not wrap)."""
+        self._width = width
+
+    def prompt_text(self) -> str:
+        return PROMPT_QUESTION if self.card is not None else PROMPT_IDLE
 
     async def deliver(self, delivery: Delivery) -> None:
         """Scheduler hook: a time-out happened while the player was thinking."""
-        if self.live:
-            self.out.write("\n")
         self.show(delivery.replies)
-        if self.card is not None:
-            self.out.write(PROMPT_QUESTION)
-            self.out.flush()
+        self.input.new_question()
 
     # the scheduler's DailyPoster: the terminal is the console's only channel
     async def post(self, post: DailyPost) -> str:
         self.daily = post
         self.show([post])
+        if self.card is None:
+            self.input.new_question()
         return post.post_id
 
     async def find(self, post: DailyPost) -> str | None:
@@ -159,63 +158,70 @@ class ConsoleApp:
 
     # -- input ----------------------------------------------------------------------------------
 
-    async def handle_line(self, line: str) -> None:
+    async def welcome_back(self) -> None:
+        """At start-up: a quiz left open by an earlier run is named and shown, not left to be guessed."""
+        try:
+            replies = await self.engine.resume(self.player)
+        except errors.NoActiveSession:
+            return
+        card = next((r for r in replies if isinstance(r, QuestionCard)), None)
+        if card is None:  # it ran out of time while the terminal was closed, and that was its last question
+            self.write("Your last quiz ended while the terminal was closed:")
+        else:
+            self.write(f"Welcome back: your {MODE_TITLES.get(card.mode, card.mode).lower()} is still open. "
+                       "Answer below, or `quit` to end it.")
+        self.show(replies)
+
+    async def handle_line(self, line: str, typed_for: QuestionCard | None = None) -> None:
+        """Run one typed line. `typed_for` is the question on screen when the line was started
+        (default: the current one); an answer goes to that question only."""
         text = line.strip()
         if not text:
             return
         lowered = text.lower()
-        card = self.card
+        card = typed_for if typed_for is not None else self.card
         if card is not None and lowered in ANSWER_KEYS:
             action = Action("a", card.session_id, card.question_id, lowered.upper())
-            self.show(await handle_action(self.engine, self.player, action.encode(), self._new_event_id()))
+            replies = await handle_action(self.engine, self.player, action.encode(), self._new_event_id())
+            if (card is not self.card and self.card is not None and replies
+                    and isinstance(replies[0], Rejected) and replies[0].reason == "QuestionClosed"):
+                replies = [Rejected(f"Not sent: you typed {lowered.upper()} for question {card.progress}, "
+                                    f"which closed before you pressed Enter. Question {self.card.progress} is "
+                                    "open now.", "QuestionClosed")]
+            self.show(replies)
             return
         daily = self.daily
         if card is None and daily is not None and lowered in ANSWER_KEYS:
             action = Action("d", daily.post_id, daily.question_id, lowered.upper())
             self.show(await handle_action(self.engine, self.player, action.encode(), self._new_event_id()))
             return
-        if card is not None and lowered in ("h", "s", "q"):
-            text = {"h": "hint", "s": "skip", "q": "quit"}[lowered]
+        if self.card is not None and lowered in SHORT_KEYS:
+            text = SHORT_KEYS[lowered]
         self.show(await handle_text(self.engine, self.player, text, is_admin=True))
-
-    async def _countdown(self) -> None:
-        """Redraw the status line above the prompt once a second while a timed question is open."""
-        while True:
-            await asyncio.sleep(1)
-            card = self.card
-            if card is None or card.deadline is None:
-                continue
-            left = max(0, int((card.deadline - self.engine.clock.now()).total_seconds()))
-            status = f"⏳ {left // 60}:{left % 60:02d} left · question {card.progress}"
-            # save cursor, go up one line, rewrite it, restore cursor: the typed answer is untouched
-            self.out.write(f"\0337\033[1A\r\033[2K{status}\0338")
-            self.out.flush()
-
-    def _prompt(self) -> None:
-        if self.card is not None:
-            if self.live and self.card.deadline is not None:
-                self.out.write("\n")  # the countdown's line
-            self.out.write(PROMPT_QUESTION)
-        else:
-            self.out.write(PROMPT_IDLE)
-        self.out.flush()
 
     async def run(self, *, first_command: str | None = None, exit_when_finished: bool = False) -> int:
         """The read-eval-print loop. Returns the process exit code."""
-        ticker = asyncio.create_task(self._countdown()) if self.live else None
-        try:
-            if first_command:
-                await self.handle_line(first_command)
-            while not (exit_when_finished and self.finished.is_set()):
-                self._prompt()
-                line = await self.reader.readline()
-                if line is None:
-                    self.write("\nBye. Your progress is saved; `resume` picks up where you left off.")
-                    return 0
-                if line.strip().lower() == "exit":
-                    return 0
-                await self.handle_line(line)
-            return 0
-        finally:
-            if ticker is not None:
-                ticker.cancel()
+        if first_command:
+            await self.handle_line(first_command)
+        while not (exit_when_finished and self.finished.is_set()):
+            self.typing_for = self.card
+            try:
+                line = await self.input.read()
+            except Interrupted:
+                self.write(self.interrupted_text())
+                continue
+            if line is None:
+                self.write("\n" + (BYE_OPEN if self.card is not None else BYE))
+                return 0
+            if line.strip().lower() == "exit":
+                if self.card is not None:
+                    self.write(BYE_OPEN)
+                return 0
+            await self.handle_line(line, self.typing_for)
+        return 0
+
+    def interrupted_text(self) -> str:
+        if self.card is not None:
+            return (f"(Ctrl-C: line cleared. Question {self.card.progress} is still open: A-D to answer, "
+                    "s to skip, q to quit the quiz.)")
+        return "(Ctrl-C: line cleared. Type `exit` or press Ctrl-D to leave.)"

@@ -1,31 +1,75 @@
-"""`mldebt run` with DISCORD_TOKEN set: the bot on the shared engine, time-outs from the scheduler."""
+"""`mldebt run` with DISCORD_TOKEN set: the bot on the shared engine, time-outs from the scheduler.
+
+Logging in is the start-up step that needs the network. When Discord cannot be reached, each try is
+one log line and a growing wait, then the command exits with one line (bot.cli.connect_with_retries);
+once connected, discord.py reconnects by itself. A refused token is no network problem: it stops at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
+import aiohttp
 import discord
 
-from bot.cli import Core
+from bot.cli import STARTUP_RETRY_DELAYS, Core, StartupFailed, connect_with_retries
 
 from .client import build_bot
 from .roles import PLATFORM
 
 log = logging.getLogger(__name__)
 
+# failures of the login request that a later try may not meet: no route, DNS, time-out, Discord 5xx
+TRANSIENT = (aiohttp.ClientError, OSError, asyncio.TimeoutError, discord.GatewayNotFound, discord.DiscordServerError)
 
-class DiscordStartError(RuntimeError):
+
+class DiscordStartError(StartupFailed):
     """Discord refused to start the bot; the message says which setting to fix."""
 
 
-async def run_discord(core: Core) -> None:
+def quiet_voice_warnings() -> None:
+    """The bot never joins voice, so discord.py's warnings about missing voice libraries (PyNaCl,
+    davey) on every start are noise."""
+    discord.VoiceClient.warn_nacl = False
+    if hasattr(discord.VoiceClient, "warn_dave"):
+        discord.VoiceClient.warn_dave = False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot reach {exc.host}: {exc.os_error.strerror or exc.os_error}"
+    return str(exc) or type(exc).__name__
+
+
+async def run_discord(core: Core, *, retry_delays: Sequence[float] = STARTUP_RETRY_DELAYS,
+                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    quiet_voice_warnings()
+    assert core.settings.discord_token is not None
     bot = build_bot(core.settings, core.engine)
     core.scheduler.register(PLATFORM, bot.deliver)
     core.scheduler.register_daily(PLATFORM, bot.daily)
-    assert core.settings.discord_token is not None
+
+    async def log_in() -> None:
+        nonlocal bot
+        if bot.is_closed():  # a failed try closed its client: the next one gets a fresh one
+            bot = build_bot(core.settings, core.engine)
+            core.scheduler.register(PLATFORM, bot.deliver)
+            core.scheduler.register_daily(PLATFORM, bot.daily)
+        try:
+            await bot.login(core.settings.discord_token)
+        except BaseException:
+            await bot.close()
+            raise
+
     try:
-        async with bot:
-            await bot.start(core.settings.discord_token)
+        await connect_with_retries("Discord: logging in", log_in, transient=TRANSIENT, describe=_describe,
+                                   delays=retry_delays, sleep=sleep, quiet=("discord.client",))
     except discord.LoginFailure as exc:
         raise DiscordStartError("Discord rejected DISCORD_TOKEN: copy a fresh token from the Developer Portal "
                                 "(your application > Bot > Reset Token)") from exc
+    try:
+        await bot.connect(reconnect=True)  # what bot.start() does after logging in
+    finally:
+        await bot.close()

@@ -185,7 +185,7 @@ class Tx(ABC):
         """Challenge set id -> passed (any finished session with every item correct)."""
     @abstractmethod
     async def topic_accuracy(self, player_id: int) -> list[tuple[str, int, int]]:
-        """(question id, closed items, correct items) over the player's sessions."""
+        """(question id, times answered, times right at the first attempt) over sessions and daily answers."""
 
     # -- teams ----------------------------------------------------------------------------------
     @abstractmethod

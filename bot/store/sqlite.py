@@ -255,11 +255,16 @@ class SqliteTx(Tx):
         return {r[0]: bool(r[1]) for r in rows}
 
     async def topic_accuracy(self, player_id: int) -> list[tuple[str, int, int]]:
+        """Per question: times answered (a time-out counts, a skip does not; daily answers too) and
+        times right at the first attempt."""
         return await self._all(
-            "SELECT i.question_id, COUNT(*), SUM(CASE WHEN i.status = 'correct' THEN 1 ELSE 0 END) "
-            "FROM session_items i JOIN sessions s ON s.id = i.session_id "
-            "WHERE s.player_id = ? AND i.status IN ('correct', 'wrong', 'timeout') GROUP BY i.question_id",
-            (player_id,),
+            "SELECT question_id, COUNT(*), SUM(first_ok) FROM ("
+            " SELECT i.question_id, CASE WHEN i.status = 'correct' AND i.attempts_used <= 1 THEN 1 ELSE 0 END"
+            " AS first_ok FROM session_items i JOIN sessions s ON s.id = i.session_id"
+            " WHERE s.player_id = ? AND i.status IN ('correct', 'wrong', 'timeout')"
+            " UNION ALL SELECT p.question_id, a.correct FROM daily_answers a JOIN daily_posts p ON p.id = a.post_id"
+            " WHERE a.player_id = ?) GROUP BY question_id",
+            (player_id, player_id),
         )
 
     # -- teams ----------------------------------------------------------------------------------

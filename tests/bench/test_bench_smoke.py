@@ -14,7 +14,8 @@ EXPECTED = {
                "alone_p50_ms", "per_answer", "round_trip_us", "what_if", "per_run"},
     "memory": {"bank", "players", "baseline_mb", "after_mb", "peak_mb", "delta_per_player_kb",
                "one_by_one_delta_per_player_kb", "per_run"},
-    "bank": {"questions", "challenge_sets", "load_bank_s", "safe_load_s", "ratio_load_to_safe_load", "per_run"},
+    "bank": {"questions", "challenge_sets", "warm_cache_s", "cold_cache_s", "load_bank_s", "safe_load_s",
+             "ratio_load_to_safe_load", "per_run"},
 }
 
 

@@ -100,7 +100,7 @@ def test_time_limit_scale(tmp_path):
          "gamma.yaml:21: question ga-01: references: must have at least 1 item"),
         # 11 bad YAML
         (lambda t: t.replace("prompt: What is gamma?", "prompt: [What is gamma?"),
-         "gamma.yaml:12: file: (file): invalid YAML: expected ',' or ']', but got '?'"),
+         "gamma.yaml:12:27: invalid YAML: expected ',' or ']', but got '?'"),
         # 12 topic does not match file name
         (lambda t: t.replace("topic: gamma", "topic: delta"),
          "gamma.yaml:1: file: topic: topic 'delta' does not match the file name 'gamma.yaml'"),
@@ -171,7 +171,7 @@ def test_challenge_set_rules(tmp_path):
 
 def test_wrong_top_level(tmp_path):
     assert [p.removeprefix(f"{tmp_path}/") for p in problems_for(tmp_path, "- just\n- a list\n")] == [
-        "gamma.yaml:1: file: (file): must be a mapping with 'questions' or 'challenge_sets'"]
+        "gamma.yaml:1: must be a mapping with 'questions' or 'challenge_sets'"]
 
 
 def test_not_utf8(tmp_path):

@@ -46,7 +46,7 @@ def check(target: Path, files: set[str]) -> Bank | BankError:
         for p in exc.problems:
             assert p.file in files, (p, files)
             assert p.line >= 1 and p.field and p.message, p
-            assert str(p).startswith(f"{p.file}:{p.line}: "), str(p)
+            assert str(p).startswith(f"{p.file}:{p.line}{f':{p.column}' if p.column else ''}: "), str(p)
         return exc
 
 

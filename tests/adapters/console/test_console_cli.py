@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,8 +18,10 @@ CARD = re.compile(r"\[(?P<qid>[a-z0-9-]+)\] .*?\n(?P<choices>(?:  [A-D]\) .*\n)+
 
 
 def mldebt_command() -> list[str]:
-    exe = shutil.which("mldebt")
-    return [exe] if exe else [sys.executable, "-m", "adapters.main"]
+    """The `mldebt` installed beside this interpreter (the one of the code under test), not whichever
+    `mldebt` comes first on PATH, which may belong to another checkout."""
+    exe = Path(sys.executable).parent / "mldebt"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "adapters.main"]
 
 
 class Terminal:
@@ -46,7 +47,8 @@ class Terminal:
 
 async def start(tmp_path: Path, *args: str, **env: str) -> Terminal:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "MLDEBT_"))}
-    full_env.update({"MLDEBT_DATABASE": str(tmp_path / "console.sqlite3"), **env})
+    full_env.update({"MLDEBT_DATABASE": str(tmp_path / "console.sqlite3"), "MLDEBT_CACHE_DIR": str(tmp_path / "cache"),
+                     **env})
     proc = await asyncio.create_subprocess_exec(
         *mldebt_command(), *args, cwd=tmp_path, env=full_env,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -149,3 +151,16 @@ async def test_bank_check_command(tmp_path, fixture_bank):
     out, _ = await term.proc.communicate()
     assert term.proc.returncode == 0
     assert out.decode().strip() == "OK: 20 questions in 2 topics, 10 practice problems, 2 challenge sets."
+
+
+def test_no_standard_input_at_all_ends_cleanly(tmp_path, fixture_bank):
+    """As under a CI runner with fd 0 closed: the plain mode, at once at the end of its input."""
+    import subprocess
+
+    root, _ = fixture_bank
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "MLDEBT_"))}
+    env.update(MLDEBT_DATABASE=str(tmp_path / "q.sqlite3"), MLDEBT_QUESTION_BANK=str(root), MLDEBT_CACHE_DIR="off")
+    done = subprocess.run([*mldebt_command(), "run"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60, preexec_fn=lambda: os.close(0))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("mldebt> \nBye.\n") and done.stderr == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -32,7 +33,7 @@ def env(monkeypatch, tmp_path: Path):
 
 def test_the_invite_url_asks_for_both_scopes_and_exactly_the_permissions_used(env, capsys):
     env.setenv("DISCORD_APPLICATION_ID", APP_ID)
-    assert main(["--env-file", "/nonexistent", "discord", "invite-url"]) == 0
+    assert main(["--env-file", os.devnull, "discord", "invite-url"]) == 0
     url = capsys.readouterr().out.strip()
     assert url == invite_url(APP_ID)
     query = parse_qs(urlparse(url).query)
@@ -45,14 +46,14 @@ def test_the_invite_url_asks_for_both_scopes_and_exactly_the_permissions_used(en
 
 
 def test_the_invite_url_needs_the_application_id(env, capsys):
-    assert main(["--env-file", "/nonexistent", "discord", "invite-url"]) == 2
+    assert main(["--env-file", os.devnull, "discord", "invite-url"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("mldebt: DISCORD_APPLICATION_ID is not set: copy the Application ID from the Developer Portal "
                    "(your application > General Information) into .env")
 
 
 def test_sync_needs_the_token(env, capsys):
-    assert main(["--env-file", "/nonexistent", "discord", "sync"]) == 2
+    assert main(["--env-file", os.devnull, "discord", "sync"]) == 2
     assert capsys.readouterr().err.startswith("mldebt: DISCORD_TOKEN is not set")
 
 
@@ -62,11 +63,11 @@ async def test_the_runner_registers_the_bot_with_the_scheduler_and_explains_a_ba
     core = await open_core(settings)
     started = []
 
-    async def refuse(self, token, *, reconnect=True):
+    async def refuse(self, token):
         started.append(token)
         raise discord.LoginFailure("Improper token has been passed.")
 
-    monkeypatch.setattr(MlDebtBot, "start", refuse)
+    monkeypatch.setattr(MlDebtBot, "login", refuse)
     try:
         with pytest.raises(runner.DiscordStartError, match="Discord rejected DISCORD_TOKEN"):
             await runner.run_discord(core)
