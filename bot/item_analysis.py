@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bank import LETTERS, Question
+from .replies import FlaggedQuestion, ItemFlags
 from .store.base import ItemAnswerRow
 
 MIN_ANSWERS = 30
@@ -192,3 +193,13 @@ def analyse(rows: Iterable[ItemAnswerRow], questions: Mapping[str, Question],
         ))
     return ItemReport(tuple(items), players=len(by_player),
                       answers=sum(len(enc) for enc in by_player.values()), min_answers=min_answers)
+
+
+def flags_reply(report: ItemReport, limit: int) -> ItemFlags:
+    """The chat reply of `admin items`: the `limit` most urgent flagged questions and a summary."""
+    flagged = report.flagged
+    return ItemFlags(
+        questions=len(report.items), players=report.players, total_flagged=len(flagged),
+        min_answers=report.min_answers,
+        flagged=tuple(FlaggedQuestion(s.question_id, s.source, s.players, s.p, s.discrimination,
+                                      tuple(f.message for f in s.flags)) for s in flagged[:limit]))

@@ -27,6 +27,7 @@ from bot.replies import (
     Feedback,
     HelpText,
     Hint,
+    ItemFlags,
     Leaderboard,
     Notice,
     Player,
@@ -77,7 +78,7 @@ def render(reply: Reply) -> str:
         case Rejected():
             return f"! {reply.message}"
         case (SessionStarted() | ActiveSession() | Hint() | HelpText() | Stats() | TopicList() | ConceptCard()
-              | Notice() | Leaderboard() | TeamList() | DailyStatus() | AdminStatus()):
+              | Notice() | Leaderboard() | TeamList() | DailyStatus() | AdminStatus() | ItemFlags()):
             return reply.text()
         case DailyPost():
             return f"\n📅 {reply.text()}\n(answer with a letter while no quiz is open)"

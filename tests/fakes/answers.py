@@ -64,8 +64,9 @@ def simulate(bank: Bank, n_players: int, plants: Plants, *, seed: int = 14, star
     return rows
 
 
-async def store_rows(store, rows: list[ItemAnswerRow]) -> None:
-    """Write simulated rows into the real tables (players, sessions, items, answers)."""
+async def store_rows(store, rows: list[ItemAnswerRow], platform: str = "console", tenant: str = "local") -> None:
+    """Write simulated rows into the real tables (players, sessions, items, answers), as players of
+    one platform and tenant (player ids and session ids are kept, so use each population once)."""
     sessions: dict[str, list[ItemAnswerRow]] = {}
     for r in rows:
         sessions.setdefault(r.session_id, []).append(r)
@@ -74,7 +75,7 @@ async def store_rows(store, rows: list[ItemAnswerRow]) -> None:
             items.sort(key=lambda r: r.position)
             pid = items[0].player_id
             await tx._run("INSERT INTO players (id, platform, tenant, user_id, display_name, created_at) "
-                          "VALUES (?, 'console', 'local', ?, '', 0) ON CONFLICT DO NOTHING", (pid, f"u{pid}"))
+                          "VALUES (?, ?, ?, ?, '', 0) ON CONFLICT DO NOTHING", (pid, platform, tenant, f"u{pid}"))
             await tx._run("INSERT INTO sessions (id, player_id, mode, status, position, total, created_at) "
                           "VALUES (?, ?, 'test', 'finished', ?, ?, ?)",
                           (sid, pid, len(items), len(items), items[0].opened_at))
