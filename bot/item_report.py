@@ -30,14 +30,14 @@ def _summary(report: ItemReport) -> str:
 
 
 def render_table(report: ItemReport) -> str:
-    head = (f"{'question':<12} {'players':>7} {'p':>5} {'r':>6}  {'A':>5} {'B':>5} {'C':>5} {'D':>5}  "
-            f"{'hint':>5} {'median s':>8} {'timeout':>7}  flags")
+    head = (f"{'question':<12} {'players':>7} {'p':>5} {'r':>6}  " + " ".join(f"{x:>4} " for x in LETTERS)
+            + f" {'hint':>5} {'median s':>8} {'timeout':>7}  flags")
     lines = [head]
     for s in report.items:
         shares = " ".join(f"{s.choice_shares[x]:>4.0%}{'*' if x == s.key else ' '}" for x in LETTERS)
         lines.append(f"{s.question_id:<12} {s.players:>7} {s.p:>5.2f} {_num(s.discrimination, '+.2f'):>6}  {shares} "
                      f"{s.hint_rate:>5.0%} {_num(s.median_seconds, '.0f'):>8} {s.timeout_rate:>7.0%}  "
-                     f"{','.join(f.rule for f in s.flags)}")
+                     f"{','.join(f.rule for f in s.flags)}".rstrip())
     lines += ["", "* = the key (letters as written in the YAML).", ""]
     for s in report.flagged:
         lines.append(f"{s.question_id} ({s.source}):")
@@ -166,7 +166,7 @@ def _source_link(s: ItemStats) -> str:
 
 def render_html(report: ItemReport, title: str = "mldebt item analysis") -> str:
     flagged = report.flagged
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{escape(title)}</title>",
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"/>', f"<title>{escape(title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{escape(title)}</h1>", f"<p>{escape(_summary(report))}</p>"]
     undefined = sum(1 for s in report.items if s.discrimination is None)
     out.append("<h2>Difficulty and discrimination</h2>")

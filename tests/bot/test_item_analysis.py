@@ -8,6 +8,7 @@ import io
 import json
 from html.parser import HTMLParser
 from types import MappingProxyType
+from xml.etree import ElementTree
 
 import pytest
 
@@ -167,6 +168,15 @@ def test_html_report_is_self_contained_with_one_point_per_question(bank, report)
     assert any(t.endswith("topics/alpha.yaml:49") for t in page.text)  # the file:line text shown
     rules = [a["data-rule"] for t, a in page.tags if t == "li" and "data-rule" in a]
     assert rules.count("negative-discrimination") == 1 and rules.count("too-easy") == 1
+
+
+def test_html_report_is_well_formed_xml_too(report):
+    root = ElementTree.fromstring(render_html(report))
+    svg = "{http://www.w3.org/2000/svg}"
+    circles = root.findall(f".//{svg}circle")
+    assert len(circles) == 20 and len({c.get("data-question") for c in circles}) == 20
+    titles = {c.get("data-question"): c.find(f"{svg}title").text for c in circles}
+    assert titles["alpha-02"].startswith("alpha-02: p = 0.38, r = +0.60, 200 players; dead-distractor")
 
 
 def test_html_escapes_question_text(bank):
