@@ -74,10 +74,11 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
     from bot.store import SqliteStore
 
     stats = Stats(stats_path)
+    bank = load_bank()  # before the store opens: an invalid bank must end the process, not leave it hanging
     store = SqliteStore(db_path)
     await store.open()
     clock = BenchClock(base, shift)
-    engine = QuizEngine(store, load_bank(), clock)
+    engine = QuizEngine(store, bank, clock)
     scheduler = Scheduler(engine, clock)
     settings = Settings(database=db_path, slack_bot_token=TOKEN, slack_signing_secret=SECRET)
     build_app(settings, engine, scheduler=scheduler, client=make_client(TOKEN, base_url=slack_url))

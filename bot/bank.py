@@ -20,6 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .bank_quality import as_written, hint_leak
+
 LETTERS = ("A", "B", "C", "D")
 TYPES = ("conceptual", "command_output", "workflow", "troubleshoot", "best_practice")
 DIFFICULTIES = ("easy", "medium", "intermediate", "advanced", "expert")
@@ -464,6 +466,12 @@ def validate_bank(files: list[Path], time_limit_scale: float = 1.0) -> Bank:
             for fld, value in prose:
                 if _LETTER_REF.search(value):
                     flag(fld, "refers to a choice by its letter; choices are shuffled, so name it by its content")
+            leak = hint_leak(q["prompt"], q["hint"], choices, LETTERS.index(q["answer"]))
+            if leak is not None:
+                shared = ", ".join(f"'{w}'" for w in as_written(q["hint"], leak))
+                flag("hint", f"describes the correct choice (shares {shared} with it and with no other choice): "
+                     "guide the reasoning instead" if shared else "describes the correct choice (shares more words "
+                     "with it than with any other choice): guide the reasoning instead")
             prompt_key = " ".join(q["prompt"].split()).casefold()
             if prompt_key in prompts:
                 flag("prompt", f"same prompt as question {prompts[prompt_key]}")

@@ -5,6 +5,9 @@ Two families, both crude on purpose (they catch the obvious cases; a human revie
 - `hint_leak`: a hint that shares noticeably more content words with the correct choice than with
   any distractor describes the answer instead of guiding the reasoning. Words that also appear in
   the prompt are context, not a leak, and are ignored.
+- `near_duplicates`: pairs of questions whose prompt and key share a large part of their content
+  words; likely the same claim tested twice. Reported as a warning (wording overlap is neither
+  necessary nor sufficient for testing the same claim), for an author to look at.
 - `baselines`: how well a player who knows nothing would score with a test-wise rule ("pick the
   longest choice", "pick the choice with the fewest absolute words", "pick the choice with the
   most hedges"). Ties share the credit: if k choices tie and the key is among them, the rule
@@ -19,6 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 MAX_BASELINE = 0.30
+# Jaccard similarity of the content words of prompt + key at or above which a pair is reported. On
+# the 145-question bank it reports 7 pairs, among them dm-06/fl-05 and db-12/op-03, each one claim
+# asked twice; pairs that test one claim in different words (dm-06/fl-06) stay below it.
+NEAR_DUPLICATE = 0.25
 # a hint is rejected when it shares this many more content words with the key than with the
 # distractor it is closest to
 HINT_LEAK_MARGIN = 2
@@ -75,6 +82,32 @@ def hint_leak(prompt: str, hint: str, choices: Sequence[str], answer_index: int)
         return None
     others: set[str] = set().union(*(s for i, s in enumerate(shared) if i != answer_index))
     return sorted(key - others)
+
+
+def as_written(text: str, stems: Iterable[str]) -> list[str]:
+    """The words of `text` behind `stems` (content_words' stems), as written there, in order of
+    appearance: what a message to an author should quote ('analysis', not the stem 'analysi')."""
+    wanted, out = set(stems), []
+    for w in words(text):
+        stem = _stem(w)
+        if stem in wanted and len(w) >= 3 and w not in _STOPWORDS:
+            wanted.discard(stem)
+            out.append(w)
+    return out
+
+
+def near_duplicates(questions: Iterable, threshold: float = NEAR_DUPLICATE) -> list[tuple[str, str, float]]:
+    """(id, id, similarity) for each pair whose prompt + key content words overlap at least
+    `threshold` (Jaccard), most similar first."""
+    bags = [(q.id, content_words(f"{q.prompt} {q.answer_text}")) for q in questions]
+    out = []
+    for i, (a, x) in enumerate(bags):
+        for b, y in bags[i + 1:]:
+            union = len(x | y)
+            sim = len(x & y) / union if union else 0.0
+            if sim >= threshold:
+                out.append((a, b, sim))
+    return sorted(out, key=lambda t: (-t[2], t[0], t[1]))
 
 
 def _count(text: str, vocabulary: frozenset[str]) -> int:

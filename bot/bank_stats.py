@@ -6,16 +6,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .bank import DIFFICULTIES, LETTERS, TYPES, Bank
+from .bank_quality import MAX_BASELINE, NEAR_DUPLICATE, baselines, near_duplicates
 
-MIN_QUESTIONS = 120
+MIN_QUESTIONS = 200
 MIN_TOPICS = 12
-MIN_PER_TOPIC = 8
+MIN_PER_TOPIC = 15
 MIN_TYPES_PER_TOPIC = 3
 MIN_DIFFICULTIES_PER_TOPIC = 3
 MIN_CODE = 15
-MIN_PRACTICE = 40
-MIN_CHALLENGE_SETS = 8
-MAX_LONGEST_CORRECT = 0.35
+MIN_PRACTICE = 70
+MIN_CHALLENGE_SETS = 12  # disjoint: the loader refuses a question in two sets
 LETTER_SHARE = (0.15, 0.35)
 
 
@@ -26,9 +26,10 @@ class Check:
     ok: bool
 
 
-def longest_is_correct(q) -> bool:
-    lengths = [len(c) for c in q.choices]
-    return lengths[q.answer_index] > max(n for i, n in enumerate(lengths) if i != q.answer_index)
+def _baseline_checks(scope: str, questions: list) -> list[Check]:
+    """One check per test-wise rule: a player who knows nothing must not beat MAX_BASELINE with it."""
+    return [Check(f"{scope}: '{b.name}' baseline <= {MAX_BASELINE:.0%}", f"{b.score:.1%}", b.score <= MAX_BASELINE)
+            for b in baselines(questions)]
 
 
 def checks(bank: Bank) -> list[Check]:
@@ -55,9 +56,9 @@ def checks(bank: Bank) -> list[Check]:
         Check(f"challenge sets >= {MIN_CHALLENGE_SETS}", str(len(bank.challenge_sets)),
               len(bank.challenge_sets) >= MIN_CHALLENGE_SETS),
     ]
-    longest = sum(1 for q in qs if longest_is_correct(q)) / n
-    out.append(Check(f"correct choice is the longest in <= {MAX_LONGEST_CORRECT:.0%}", f"{longest:.1%}",
-                     longest <= MAX_LONGEST_CORRECT))
+    out += _baseline_checks("bank", qs)
+    for t in sorted(bank.topics.values(), key=lambda t: t.id):
+        out += _baseline_checks(t.id, [bank.questions[i] for i in t.question_ids])
     letters = Counter(q.answer for q in qs)
     for letter in LETTERS:
         share = letters[letter] / n
@@ -71,19 +72,25 @@ def coverage_report(bank: Bank) -> tuple[str, bool]:
     abbrev = {"easy": "E", "medium": "M", "intermediate": "I", "advanced": "A", "expert": "X"}
     lines = ["Coverage (cells: count by difficulty E/M/I/A/X)", ""]
     width = max([len(t) for t in bank.topics] + [5])
-    lines.append(f"{'topic'.ljust(width)}  " + "  ".join(t[:13].ljust(13) for t in TYPES) + "  total")
+    col = max(len(t) for t in TYPES)
+    lines.append(f"{'topic'.ljust(width)}  " + "  ".join(t.ljust(col) for t in TYPES) + "  total")
     for topic in sorted(bank.topics):
         qs = [bank.questions[i] for i in bank.topics[topic].question_ids]
         cells = []
         for t in TYPES:
             c = Counter(q.difficulty for q in qs if q.type == t)
-            cells.append(("".join(f"{abbrev[d]}{c[d]}" for d in DIFFICULTIES if c[d]) or "-").ljust(13))
+            cells.append(("".join(f"{abbrev[d]}{c[d]}" for d in DIFFICULTIES if c[d]) or "-").ljust(col))
         lines.append(f"{topic.ljust(width)}  " + "  ".join(cells) + f"  {len(qs)}")
     lines.append("")
     results = checks(bank)
     for c in results:
         lines.append(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.value}")
     ok = all(c.ok for c in results)
+    pairs = near_duplicates(bank.questions.values())
+    if pairs:
+        lines += ["", f"Possible near-duplicates (prompt + key share >= {NEAR_DUPLICATE:.0%} of their content words; "
+                  "a warning: check they do not test the same claim):"]
+        lines += [f"  {a} ~ {b}: {sim:.0%}" for a, b, sim in pairs]
     lines.append("")
     lines.append("All minimums met." if ok else "Some minimums are not met.")
     return "\n".join(lines), ok

@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the configured bank)")
     stats = bank_sub.add_parser("stats", help="coverage by topic, type and difficulty")
     stats.add_argument("paths", nargs="*", type=Path)
+    report = bank_sub.add_parser("report", help="item analysis of the stored answers: which questions to fix")
+    report.add_argument("paths", nargs="*", type=Path)
+    report.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    report.add_argument("--output", type=Path, help="write the report to this file (default: standard output)")
+    report.add_argument("--min-answers", type=int, metavar="N", help="answers a question needs before any flag "
+                        "(default 30)")
     discord = sub.add_parser("discord", help="Discord tools")
     discord_sub = discord.add_subparsers(dest="discord_command", metavar="ACTION", required=True)
     discord_sub.add_parser("sync", help="push the slash commands to Discord now")
@@ -168,6 +174,41 @@ def cmd_bank_stats(paths: Sequence[Path] | None, out=None, err=None) -> int:
     return 0 if ok else 1
 
 
+def cmd_bank_report(paths: Sequence[Path] | None, database: Path, fmt: str = "table", output: Path | None = None,
+                    min_answers: int | None = None, out=None, err=None) -> int:
+    """Item analysis over the answers stored in `database`; see bot/item_analysis.py."""
+    from .item_analysis import MIN_ANSWERS, analyse
+    from .item_report import RENDERERS
+
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        bank = load_bank(paths)
+    except BankError as exc:
+        print(f"The bank is invalid ({len(exc.problems)} problems); run `mldebt bank check`.", file=err)
+        return 1
+    if not database.is_file():
+        print(f"No database at {database}: nothing has been answered yet (or set MLDEBT_DATABASE).", file=err)
+        return 1
+
+    async def read():
+        store = SqliteStore(database)
+        await store.open()
+        try:
+            async with store.transaction() as tx:
+                return await tx.item_answers(None, None)
+        finally:
+            await store.close()
+
+    report = analyse(asyncio.run(read()), bank.questions, MIN_ANSWERS if min_answers is None else min_answers)
+    text = RENDERERS[fmt](report)
+    if output is None:
+        out.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(f"Wrote {output}: {len(report.items)} questions, {len(report.flagged)} flagged.", file=out)
+    return 0
+
+
 def _fail(message: str) -> int:
     print(f"mldebt: {message}", file=sys.stderr)
     return 2
@@ -188,6 +229,8 @@ def main(argv: Sequence[str] | None = None, frontends: Frontends | None = None) 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "bank":
         paths = _bank_paths(args, settings)
+        if args.bank_command == "report":
+            return cmd_bank_report(paths, settings.database, args.format, args.output, args.min_answers)
         return cmd_bank_check(paths) if args.bank_command == "check" else cmd_bank_stats(paths)
     if frontends is None:
         return _fail(f"'{args.command}' needs the adapters: run it as `mldebt {args.command}`")

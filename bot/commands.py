@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from . import errors
 from .bank import DIFFICULTIES
 from .engine import QuizEngine
+from .item_analysis import analyse, flags_reply
 from .replies import HelpText, Player, Rejected, Reply
+from .store.base import StoreBusy
 
 HELP: tuple[tuple[str, str], ...] = (
     ("challenge", "the Mastery challenge: 5 timed questions; 5/5 earns the Technical Debt Mastery badge"),
@@ -37,6 +39,7 @@ ADMIN_HELP: tuple[tuple[str, str], ...] = (
     ("admin status", "pending badge grants and their reasons; celebration on/off"),
     ("admin celebrate on|off", "post (or not) a public celebration when someone earns the badge"),
     ("admin timezone Area/City", "the time zone of leaderboard weeks/months and streaks (default UTC)"),
+    ("admin items [N]", "the N (default 10) questions this workspace's answers show to be broken, and why"),
     ("daily set #channel HH:MM Area/City", "post a daily question there at that local time"),
     ("daily off [#channel]", "stop the daily question"),
     ("daily now [#channel]", "post today's daily question now (still one per day)"),
@@ -95,7 +98,21 @@ async def _admin(engine: QuizEngine, player: Player, args: list[str], is_admin: 
         return await engine.admin_status(player, celebrate_default=celebrate_default)
     if len(args) == 2 and args[0] == "timezone":
         return await engine.set_timezone(player, raw[1])
+    if args[:1] == ["items"] and len(args) <= 2:
+        return [await _item_flags(engine, player, args[1:])]
     return [HelpText(ADMIN_HELP, "Admin commands:")]
+
+
+async def _item_flags(engine: QuizEngine, player: Player, args: list[str]) -> Reply:
+    """Item analysis over this tenant's answers (`mldebt bank report` is the whole-database version)."""
+    if args and not (args[0].isdigit() and 1 <= int(args[0]) <= 25):
+        raise errors.BadRequest("Usage: admin items [N], N from 1 to 25.")
+    try:
+        async with engine.store.transaction() as tx:
+            rows = await tx.item_answers(player.platform, player.tenant)
+    except StoreBusy as exc:
+        raise errors.Busy() from exc
+    return flags_reply(analyse(rows, engine.bank.questions), int(args[0]) if args else 10)
 
 
 def _leaderboard_args(args: list[str]) -> tuple[str, str, bool]:

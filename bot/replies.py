@@ -380,6 +380,43 @@ class AdminStatus(Reply):
 
 
 @dataclass(frozen=True)
+class FlaggedQuestion:
+    question_id: str
+    source: str  # "file:line" in the repository
+    players: int
+    p: float  # first-attempt share correct
+    discrimination: float | None
+    reasons: tuple[str, ...]  # each flag with the rule and the numbers that raised it
+
+
+@dataclass(frozen=True)
+class ItemFlags(Reply):
+    """`admin items`: the questions this tenant's answers show to be broken, most urgent first."""
+
+    questions: int  # questions answered at least once
+    players: int
+    total_flagged: int
+    min_answers: int
+    flagged: tuple[FlaggedQuestion, ...]  # the first few of total_flagged
+
+    @property
+    def summary(self) -> str:
+        return (f"{self.questions} question{'s' if self.questions != 1 else ''} answered by {self.players} "
+                f"player{'s' if self.players != 1 else ''}; {self.total_flagged} flagged (a question needs "
+                f"{self.min_answers} answers before any flag).")
+
+    def text(self) -> str:
+        lines = [self.summary]
+        for f in self.flagged:
+            r = "n/a" if f.discrimination is None else f"{f.discrimination:+.2f}"
+            lines.append(f"{f.question_id} ({f.source}): p {f.p:.2f}, r {r}, {f.players} players")
+            lines += [f"  - {reason}" for reason in f.reasons]
+        if self.total_flagged > len(self.flagged):
+            lines.append(f"…and {self.total_flagged - len(self.flagged)} more: `mldebt bank report` lists them all.")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class LeaderEntry:
     rank: int
     name: str

@@ -23,6 +23,7 @@ from bot.replies import (
     Feedback,
     HelpText,
     Hint,
+    ItemFlags,
     Leaderboard,
     Notice,
     QuestionCard,
@@ -92,7 +93,7 @@ def render(reply: Reply, width: int | None = None) -> str:
         case DailyReveal():
             text = f"\n📅 {reply.text()}"
         case (Skipped() | SessionStarted() | ActiveSession() | Hint() | Stats() | TopicList() | ConceptCard()
-              | Notice() | Leaderboard() | TeamList() | DailyStatus() | AdminStatus()):
+              | Notice() | Leaderboard() | TeamList() | DailyStatus() | AdminStatus() | ItemFlags()):
             text = reply.text()
         case _:
             # an unknown reply type still shows, but loudly, so a missing renderer is noticed

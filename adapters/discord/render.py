@@ -31,6 +31,7 @@ from bot.replies import (
     Feedback,
     HelpText,
     Hint,
+    ItemFlags,
     Leaderboard,
     Notice,
     QuestionCard,
@@ -57,7 +58,7 @@ STATUS = "⏳"  # the card's status line (deadline, attempts); dropped when the 
 HINT = "💡"
 RESULT_MARKS = ("✅", "❌", "⏰", "⏭", "📝", "🔎", "🤔", "\u200b")
 OUTCOME_ICONS = {"correct": "✅", "wrong": "❌", "timeout": "⏰", "skipped": "⏭", "unanswered": "▫️"}
-ADMIN_FOOTER = ("Server admins: /mldebt-admin status · celebrate · timezone · daily · retry-roles")
+ADMIN_FOOTER = ("Server admins: /mldebt-admin status · celebrate · timezone · items · daily · retry-roles")
 
 
 _MENTION_SYNTAX = re.compile(r"<(@[!&]?|#|/|t:)")
@@ -316,6 +317,20 @@ def admin_embed(reply: AdminStatus) -> discord.Embed:
     return fit(embed)
 
 
+def item_flags_embed(reply: ItemFlags) -> discord.Embed:
+    embed = discord.Embed(title="mldebt item analysis", description=clip(reply.summary, DESCRIPTION_MAX),
+                          colour=GOLD if reply.flagged else GREEN)
+    for q in reply.flagged[:25]:
+        r = "n/a" if q.discrimination is None else f"{q.discrimination:+.2f}"
+        value = f"`{q.source}` · p {q.p:.2f} · r {r} · {plural(q.players, 'player')}\n"
+        value += "\n".join(f"• {reason}" for reason in q.reasons)
+        embed.add_field(name=clip(q.question_id, TITLE_MAX), value=clip(value, FIELD_MAX), inline=False)
+    if reply.total_flagged > len(reply.flagged):
+        embed.set_footer(text=f"…and {reply.total_flagged - len(reply.flagged)} more: `mldebt bank report` "
+                              "lists them all.")
+    return fit(embed)
+
+
 def leaderboard_embed(reply: Leaderboard) -> discord.Embed:
     by = " · points per member" if reply.per_member else ""
     lines = []
@@ -414,6 +429,8 @@ def embed_for(reply: Reply) -> discord.Embed | None:
             return concept_embed(reply)
         case AdminStatus():
             return admin_embed(reply)
+        case ItemFlags():
+            return item_flags_embed(reply)
         case Leaderboard():
             return leaderboard_embed(reply)
         case TeamList():

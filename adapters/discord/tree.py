@@ -172,6 +172,11 @@ class AdminCommands(app_commands.Group):
     async def timezone(self, interaction: discord.Interaction, name: str) -> None:
         await run_admin(interaction, "admin", "timezone", name)
 
+    @app_commands.command(name="items", description="Questions this server's answers show to be broken, and why")
+    @app_commands.describe(count="How many flagged questions to show (default 10)")
+    async def items(self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 25] = 10) -> None:
+        await run_admin(interaction, "admin", "items", str(count))
+
     @app_commands.command(name="retry-roles", description="Try the pending Mastery role grants again now")
     async def retry_roles(self, interaction: discord.Interaction) -> None:
         await _bot(interaction).retry_roles_command(interaction)

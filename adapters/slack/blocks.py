@@ -26,6 +26,7 @@ from bot.replies import (
     Feedback,
     HelpText,
     Hint,
+    ItemFlags,
     Leaderboard,
     Notice,
     QuestionCard,
@@ -145,6 +146,8 @@ class Renderer:
                 return self._concept(reply)
             case AdminStatus():
                 return self._admin(reply)
+            case ItemFlags():
+                return self._item_flags(reply)
             case Notice():
                 return [section(esc_with_channels(reply.message))]
             case Leaderboard():
@@ -272,6 +275,17 @@ class Renderer:
                 reason = f": `{esc(g.reason)}`" if g.reason else ""
                 lines.append(f"• {who}: {esc(g.badge)}, {_plural(g.attempts, 'attempt')}{reason}")
         return [section("\n".join(lines))]
+
+    def _item_flags(self, f: ItemFlags) -> list[Block]:
+        blocks = [section(f":mag: *Item analysis* · {esc(f.summary)}")]
+        for q in f.flagged:
+            r = "n/a" if q.discrimination is None else f"{q.discrimination:+.2f}"
+            lines = [f"*{esc(q.question_id)}* `{esc(q.source)}` · p {q.p:.2f} · r {r} · {_plural(q.players, 'player')}"]
+            lines += [f"• {esc(reason)}" for reason in q.reasons]
+            blocks.append(section(clip("\n".join(lines), SECTION_LIMIT)))
+        if f.total_flagged > len(f.flagged):
+            blocks.append(context(f"…and {f.total_flagged - len(f.flagged)} more: `mldebt bank report` lists them all."))
+        return blocks
 
     def _leaderboard(self, board: Leaderboard) -> list[Block]:
         by = " (points per member)" if board.per_member else ""

@@ -70,6 +70,23 @@ class AnswerRow:
 
 
 @dataclass
+class ItemAnswerRow:
+    """A player's encounter with one question, for item analysis (`mldebt bank report`)."""
+
+    player_id: int
+    question_id: str
+    session_id: str
+    position: int
+    status: str  # the item's: correct | wrong | timeout | skipped | open
+    hint_used: bool
+    first_choice: str | None  # original letter of attempt 1 (None: no answer, e.g. a time-out)
+    first_outcome: str | None  # correct | wrong | late
+    opened_at: float
+    answered_at: float | None  # attempt 1's time
+    closed_at: float | None
+
+
+@dataclass
 class Totals:
     points: int = 0
     answered: int = 0
@@ -186,6 +203,14 @@ class Tx(ABC):
     @abstractmethod
     async def topic_accuracy(self, player_id: int) -> list[tuple[str, int, int]]:
         """(question id, times answered, times right at the first attempt) over sessions and daily answers."""
+    @abstractmethod
+    async def item_answers(self, platform: str | None, tenant: str | None) -> list[ItemAnswerRow]:
+        """Every session item with a first answer or a time-out, of players in the platform/tenant
+        (None: all), ordered by player and opening time. One statement.
+
+        An item opens when the one before it closes, or when its session starts: that is how the
+        engine moves on, so the opening time is read from the rows, timed or not.
+        """
 
     # -- teams ----------------------------------------------------------------------------------
     @abstractmethod

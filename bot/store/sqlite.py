@@ -20,6 +20,7 @@ from .base import (
     DailyChannelRow,
     DailyPostRow,
     GrantRow,
+    ItemAnswerRow,
     ItemRow,
     PlayerRow,
     RankRow,
@@ -266,6 +267,18 @@ class SqliteTx(Tx):
             " WHERE a.player_id = ?) GROUP BY question_id",
             (player_id, player_id),
         )
+
+    async def item_answers(self, platform: str | None, tenant: str | None) -> list[ItemAnswerRow]:
+        rows = await self._all(
+            "SELECT * FROM (SELECT s.player_id, i.question_id, i.session_id, i.position, i.status, i.hint_used, "
+            "a.choice, a.outcome, COALESCE(LAG(i.closed_at) OVER (PARTITION BY i.session_id ORDER BY i.position), "
+            "s.created_at) AS opened_at, a.answered_at, i.closed_at "
+            "FROM session_items i JOIN sessions s ON s.id = i.session_id JOIN players p ON p.id = s.player_id "
+            "LEFT JOIN answers a ON a.session_id = i.session_id AND a.position = i.position AND a.attempt = 1 "
+            "WHERE (? IS NULL OR p.platform = ?) AND (? IS NULL OR p.tenant = ?)) x "
+            "WHERE choice IS NOT NULL OR status = 'timeout' ORDER BY player_id, opened_at, session_id, position",
+            (platform, platform, tenant, tenant))
+        return [ItemAnswerRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), *r[6:]) for r in rows]
 
     # -- teams ----------------------------------------------------------------------------------
 

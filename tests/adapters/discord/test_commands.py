@@ -17,7 +17,8 @@ EVERYONE = (
     "mldebt daily", "mldebt help", "mldebt team create", "mldebt team join", "mldebt team leave",
     "mldebt team list",
 )
-ADMIN = ("mldebt-admin status", "mldebt-admin celebrate", "mldebt-admin timezone", "mldebt-admin retry-roles",
+ADMIN = ("mldebt-admin status", "mldebt-admin celebrate", "mldebt-admin timezone", "mldebt-admin items",
+         "mldebt-admin retry-roles",
          "mldebt-admin daily set", "mldebt-admin daily off", "mldebt-admin daily now")
 
 
