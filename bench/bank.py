@@ -43,12 +43,20 @@ WORDS = (
 ).split()
 
 
-def prose(rng: random.Random, words: int) -> str:
+# hints draw on their own words: a hint that shared words with one choice only would be rejected
+# by the loader's hint-leak rule, as in a real bank
+HINT_WORDS = (
+    "recall which section compares what each option assumes then check first second whether "
+    "reasoning step quantity source rule paper"
+).split()
+
+
+def prose(rng: random.Random, words: int, vocabulary: list[str] = WORDS) -> str:
     """Sentences of lowercase vocabulary (no lone capital letters, which the loader would reject)."""
     out: list[str] = []
     while sum(len(s.split()) for s in out) < words:
         n = rng.randint(8, 16)
-        out.append("The " + " ".join(rng.choice(WORDS) for _ in range(n)) + ".")
+        out.append("The " + " ".join(rng.choice(vocabulary) for _ in range(n)) + ".")
     return " ".join(out)
 
 
@@ -62,7 +70,7 @@ def question(rng: random.Random, topic: str, n: int) -> dict:
         "prompt": f"Question {n} about {topic}: " + prose(rng, 22),
         "choices": {letter: f"{letter.lower()}{n} " + prose(rng, 14) for letter in LETTERS},
         "answer": answer,
-        "hint": prose(rng, 16),
+        "hint": prose(rng, 16, HINT_WORDS),
         "explanation": prose(rng, 72),
         "references": ["Sculley et al. 2015, sec. 2", "Breck et al. 2017, tests for features and data"][: 1 + n % 2],
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from bot.item_analysis import analyse
 from bot.replies import Player, QuestionCard, TimeUp
 from bot.store.base import ItemAnswerRow
@@ -88,7 +90,7 @@ def _main(monkeypatch, db, *argv):
     for k in ("MLDEBT_QUESTION_BANK", "SLACK_BOT_TOKEN", "DISCORD_TOKEN"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("MLDEBT_DATABASE", str(db))
-    return main(["--env-file", str(db.parent / "no.env"), "bank", "report", *argv])
+    return main(["--env-file", os.devnull, "bank", "report", *argv])
 
 
 async def test_bank_report_command_writes_each_format(tmp_path, bank, monkeypatch, capsys):

@@ -11,7 +11,7 @@ from tests.fakes.answers import Plants, simulate, store_rows
 async def test_admin_items_in_the_console(engine, bank, store, alice):
     await store_rows(store, simulate(bank, 40, Plants(dead_distractor={"alpha-02": "B"}, lure={"beta-01": "A"})))
     out = io.StringIO()
-    app = ConsoleApp(engine, alice, stdin=io.StringIO(""), stdout=out, live_countdown=False)
+    app = ConsoleApp(engine, alice, stdin=io.StringIO(""), stdout=out)
     await app.handle_line("admin items 5")
     text = out.getvalue()
     assert "20 questions answered by 40 players; 2 flagged (a question needs 30 answers before any flag)." in text
