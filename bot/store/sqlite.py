@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
 from .base import (
+    AnswerContext,
     AnswerRow,
     DailyChannelRow,
     DailyPostRow,
+    DuplicateAnswer,
     GrantRow,
     ItemRow,
     PlayerRow,
@@ -29,6 +32,7 @@ from .base import (
     TeamRow,
     Totals,
     Tx,
+    WriteConflict,
 )
 from .migrations import MIGRATIONS
 
@@ -65,23 +69,239 @@ def _item(row: sqlite3.Row | tuple) -> ItemRow:
     return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9])
 
 
-class SqliteTx(Tx):
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+MAX_BATCH = 64  # transactions per COMMIT at most, so a batch never holds the write lock for long
 
-    # Each statement is one trip to aiosqlite's thread (execute_fetchall), not three (execute, fetch,
-    # close): the trips, not SQLite, were most of an answer's time (see bench/engine.py).
+_CONTEXT_SQL = (
+    "SELECT s.id, s.player_id, s.mode, s.status, s.position, s.total, s.created_at, s.challenge_set, s.route, "
+    "s.finished_at, s.correct, s.points, p.id, p.platform, p.tenant, p.user_id, p.display_name, "
+    + ", ".join(f"i.{c}" for c in _ITEM_COLS.split(", ")) + ", "
+    + ", ".join(f"n.{c}" for c in _ITEM_COLS.split(", "))
+    + " FROM sessions s JOIN players p ON p.id = s.player_id "
+    "LEFT JOIN session_items i ON i.session_id = s.id AND i.position = s.position "
+    "LEFT JOIN session_items n ON n.session_id = s.id AND n.position = s.position + 1 WHERE s.id = ?"
+)
+
+
+def _facts(cols: str, where: str) -> str:
+    """The facts in (watermark, top] once per period they count in: week, month, all time."""
+    src = f"FROM score_facts WHERE id > ? AND id <= ? AND {where}"
+    return (f"SELECT scope, week AS period, {cols} {src} AND week IS NOT NULL "
+            f"UNION ALL SELECT scope, month, {cols} {src} AND month IS NOT NULL "
+            f"UNION ALL SELECT scope, 'all', {cols} {src} AND in_all = 1")
+
+
+_APPLY_TOTALS = (
+    "INSERT INTO player_totals (player_id, points, answered, correct) "
+    "SELECT player_id, SUM(points), SUM(answered), SUM(correct) FROM score_facts "
+    "WHERE id > ? AND id <= ? AND in_all = 1 AND player_id IS NOT NULL GROUP BY player_id "
+    "ON CONFLICT (player_id) DO UPDATE SET points = player_totals.points + excluded.points, "
+    "answered = player_totals.answered + excluded.answered, correct = player_totals.correct + excluded.correct")
+# reached_at (the tie-break: who reached the score first) is the last fact that earned points, or,
+# for a new row without points, its first fact: the same rule the per-answer upsert followed
+_APPLY_PERIODS = (
+    "INSERT INTO score_periods (scope, period, player_id, points, answered, correct, reached_at) "
+    "SELECT scope, period, player_id, SUM(points), SUM(answered), SUM(correct), "
+    "COALESCE(MAX(CASE WHEN points > 0 THEN at END), MIN(at)) "
+    f"FROM ({_facts('player_id, points, answered, correct, at', 'player_id IS NOT NULL')}) "
+    "WHERE true GROUP BY scope, period, player_id "
+    "ON CONFLICT (scope, period, player_id) DO UPDATE SET points = score_periods.points + excluded.points, "
+    "answered = score_periods.answered + excluded.answered, correct = score_periods.correct + excluded.correct, "
+    "reached_at = CASE WHEN excluded.points > 0 THEN excluded.reached_at ELSE score_periods.reached_at END")
+_APPLY_TEAMS = (
+    "INSERT INTO team_periods (scope, period, team_id, points, reached_at) "
+    "SELECT scope, period, team_id, SUM(points), MAX(at) "
+    f"FROM ({_facts('team_id, points, at', 'team_id IS NOT NULL AND points != 0')}) "
+    "WHERE team_id IN (SELECT id FROM teams) GROUP BY scope, period, team_id "
+    "ON CONFLICT (scope, period, team_id) DO UPDATE SET points = team_periods.points + excluded.points, "
+    "reached_at = excluded.reached_at")
+
+
+def apply_scores(conn: sqlite3.Connection) -> None:
+    """Fold the facts above the watermark into the aggregates and move the watermark, atomically
+    (it runs inside the caller's transaction). SQLite has one writer at a time, so fact ids commit in
+    order and nothing below the watermark can still appear."""
+    (applied,) = conn.execute("SELECT applied_to FROM score_watermark").fetchone()
+    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM score_facts").fetchone()
+    if top <= applied:
+        return
+    conn.execute(_APPLY_TOTALS, (applied, top))
+    conn.execute(_APPLY_PERIODS, (applied, top) * 3)
+    conn.execute(_APPLY_TEAMS, (applied, top) * 3)
+    conn.execute("UPDATE score_watermark SET applied_to = ?", (top,))
+
+
+def rebuild_scores(conn: sqlite3.Connection) -> None:
+    """Every aggregate again from the facts: after a corruption, or to check them."""
+    for table in ("player_totals", "score_counts", "score_periods", "team_periods"):
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("UPDATE score_watermark SET applied_to = 0")
+    apply_scores(conn)
+
+
+class _Batch:
+    """Transactions sharing one BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT."""
+
+    def __init__(self) -> None:
+        self.begun = False  # BEGIN IMMEDIATE ran (set on the connection's thread)
+        self.size = 0
+        self.facts = False  # some transaction recorded scoring facts: apply them before COMMIT
+        self.tails: list[_Tail] = []  # every finished transaction, to release after the COMMIT
+        self.unsent: list[_Tail] = []  # tails not yet sent to the connection's thread
+
+
+class _Tail:
+    """What is left of a finished transaction: its queued writes and its RELEASE, or, for one that
+    raised (done is None), its ROLLBACK TO. Run on the connection's thread ahead of the next trip."""
+
+    __slots__ = ("tx", "writes", "done", "error")
+
+    def __init__(self, tx: SqliteTx, writes: list, done: asyncio.Future[None] | None) -> None:
+        self.tx, self.writes, self.done = tx, writes, done
+        self.error: BaseException | None = None
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        tx = self.tx
+        try:
+            if self.done is not None:
+                if self.writes and not tx.opened:
+                    conn.execute("SAVEPOINT tx")
+                    tx.opened = True
+                for write in self.writes:
+                    write(conn)
+                if tx.opened:
+                    conn.execute("RELEASE tx")
+                    tx.opened = False
+                return
+        except Exception as exc:  # noqa: BLE001 - this transaction fails alone; the batch goes on
+            self.error = exc
+        if tx.opened:
+            conn.execute("ROLLBACK TO tx")
+            conn.execute("RELEASE tx")
+            tx.opened = False
+
+
+def _begin(conn: sqlite3.Connection, batch: _Batch, tails: list[_Tail]) -> None:
+    if not batch.begun:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for tail in tails:
+                tail.error = StoreBusy(str(exc))
+            raise
+        batch.begun = True
+
+
+def _trip(conn: sqlite3.Connection, batch: _Batch, tails: list[_Tail], tx: SqliteTx, writes: list,
+          reads: list[tuple[str, tuple]]) -> list[list]:
+    """On the connection's thread: earlier transactions' tails, then this one's writes and reads."""
+    _begin(conn, batch, tails)
+    for tail in tails:
+        tail.run(conn)
+    if not tx.opened:
+        conn.execute("SAVEPOINT tx")
+        tx.opened = True
+    for write in writes:
+        write(conn)
+    return [conn.execute(sql, params).fetchall() for sql, params in reads]
+
+
+def _commit(conn: sqlite3.Connection, batch: _Batch, tails: list[_Tail]) -> None:
+    """On the connection's thread: the last tails, the batch's aggregates, COMMIT."""
+    _begin(conn, batch, tails)
+    for tail in tails:
+        tail.run(conn)
+    try:
+        if batch.facts:
+            conn.execute("SAVEPOINT scores")
+            try:
+                apply_scores(conn)
+            except sqlite3.Error:
+                # the facts stay committed; the watermark did not move, so the next batch applies them
+                conn.execute("ROLLBACK TO scores")
+            conn.execute("RELEASE scores")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SqliteTx(Tx):
+    """One transaction of a batch: a SAVEPOINT inside the batch's BEGIN IMMEDIATE ... COMMIT.
+
+    Writes that return nothing are queued (`_write`) and go to SQLite with the transaction's next
+    read, or, after the block ends, with the next transaction's first read or the batch's COMMIT:
+    an answer usually costs one trip to aiosqlite's thread (its joined read). Reads (`_reads`) run
+    the queued writes first, so the transaction always reads its own writes.
+    """
+
+    def __init__(self, store: SqliteStore, batch: _Batch) -> None:
+        self._store = store
+        self._batch = batch
+        self._writes: list[Callable[[sqlite3.Connection], object]] = []
+        self.opened = False  # its SAVEPOINT is open (set on the connection's thread)
+        self.wrote_facts = False
+
+    async def _reads(self, reads: list[tuple[str, tuple]]) -> list[list]:
+        """One trip: the batch's unsent tails, this transaction's queued writes, then `reads`."""
+        return await self._store._trip(self, reads)
+
+    async def _write(self, sql: str, params: tuple = ()) -> None:
+        self._writes.append(lambda conn: conn.execute(sql, params))
+
+    async def _write_many(self, sql: str, rows: list[tuple]) -> None:
+        self._writes.append(lambda conn: conn.executemany(sql, rows))
+
+    async def _write_fn(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        self._writes.append(fn)
+
+    async def _guarded(self, sql: str, params: tuple, conflict: Exception) -> None:
+        """A queued write that must change a row; if it changes none, `conflict` is raised."""
+        def run(conn: sqlite3.Connection) -> None:
+            if not conn.execute(f"{sql} RETURNING 1", params).fetchall():
+                raise conflict
+        self._writes.append(run)
 
     async def _one(self, sql: str, params: tuple = ()) -> tuple | None:
-        rows = await self._db.execute_fetchall(sql, params)
+        [rows] = await self._reads([(sql, params)])
         return tuple(rows[0]) if rows else None
 
     async def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return [tuple(r) for r in await self._db.execute_fetchall(sql, params)]
+        [rows] = await self._reads([(sql, params)])
+        return [tuple(r) for r in rows]
 
     async def _run(self, sql: str, params: tuple = ()) -> int:
-        """A write; returns how many rows it changed (counted with RETURNING, in the same trip)."""
-        return len(await self._db.execute_fetchall(f"{sql} RETURNING 1", params))
+        """A write whose effect the caller needs now; returns how many rows it changed."""
+        [rows] = await self._reads([(f"{sql} RETURNING 1", params)])
+        return len(rows)
+
+    async def answer_context(self, event_key: str, session_id: str) -> AnswerContext:
+        prior, joined = await self._reads([
+            (f"SELECT {_ANSWER_COLS} FROM answers WHERE event_key = ?", (event_key,)),
+            (_CONTEXT_SQL, (session_id,)),
+        ])
+        answer = AnswerRow(*prior[0]) if prior else None
+        if not joined:
+            return AnswerContext(answer, None, None, None, None)
+        r = tuple(joined[0])
+        s, p, i, n = r[:12], r[12:17], r[17:27], r[27:37]
+        return AnswerContext(answer, SessionRow(*s), PlayerRow(*p), _item(i) if i[0] is not None else None,
+                             _item(n) if n[0] is not None else None)
+
+    async def record_answer(self, answer: AnswerRow) -> None:
+        a = answer
+        await self._guarded(
+            f"INSERT INTO answers ({_ANSWER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (a.session_id, a.position, a.attempt, a.question_id, a.player_id, a.choice, a.shown_choice,
+             a.outcome, a.points, a.event_key, a.answered_at),
+            DuplicateAnswer(a.event_key))
+
+    async def close_item(self, item: ItemRow) -> None:
+        i = item
+        await self._guarded(
+            "UPDATE session_items SET status = ?, attempts_used = ?, hint_used = ?, points = ?, closed_at = ? "
+            "WHERE session_id = ? AND position = ? AND status = 'open'",
+            (i.status, i.attempts_used, int(i.hint_used), i.points, i.closed_at, i.session_id, i.position),
+            WriteConflict(f"item {i.session_id}/{i.position} is no longer open"))
 
     async def upsert_player(self, platform: str, tenant: str, user_id: str, display_name: str, now: float) -> int:
         row = await self._one(
@@ -110,12 +330,12 @@ class SqliteTx(Tx):
 
     async def insert_session(self, session: SessionRow, items: list[ItemRow]) -> None:
         s = session
-        await self._run(
+        await self._write(
             f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (s.id, s.player_id, s.mode, s.status, s.position, s.total, s.created_at, s.challenge_set,
              s.route, s.finished_at, s.correct, s.points),
         )
-        await self._db.executemany(
+        await self._write_many(
             f"INSERT INTO session_items ({_ITEM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(i.session_id, i.position, i.question_id, i.choice_order, i.status, i.deadline,
               i.attempts_used, int(i.hint_used), i.points, i.closed_at) for i in items],
@@ -123,7 +343,7 @@ class SqliteTx(Tx):
 
     async def update_session(self, session: SessionRow) -> None:
         s = session
-        await self._run(
+        await self._write(
             "UPDATE sessions SET status = ?, position = ?, route = ?, finished_at = ?, correct = ?, points = ? "
             "WHERE id = ?",
             (s.status, s.position, s.route, s.finished_at, s.correct, s.points, s.id),
@@ -141,7 +361,7 @@ class SqliteTx(Tx):
 
     async def update_item(self, item: ItemRow) -> None:
         i = item
-        await self._run(
+        await self._write(
             "UPDATE session_items SET status = ?, deadline = ?, attempts_used = ?, hint_used = ?, points = ?, "
             "closed_at = ? WHERE session_id = ? AND position = ?",
             (i.status, i.deadline, i.attempts_used, int(i.hint_used), i.points, i.closed_at, i.session_id,
@@ -170,15 +390,6 @@ class SqliteTx(Tx):
         )
         return changed == 1
 
-    async def add_to_totals(self, player_id: int, points: int, answered: int, correct: int) -> None:
-        await self._run(
-            "INSERT INTO player_totals (player_id, points, answered, correct) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (player_id) DO UPDATE SET points = player_totals.points + excluded.points, "
-            "answered = player_totals.answered + excluded.answered, "
-            "correct = player_totals.correct + excluded.correct",
-            (player_id, points, answered, correct),
-        )
-
     async def totals(self, player_id: int) -> Totals:
         row = await self._one(
             "SELECT points, answered, correct FROM player_totals WHERE player_id = ?", (player_id,))
@@ -197,14 +408,14 @@ class SqliteTx(Tx):
         return [r[0] for r in rows]
 
     async def add_grant(self, player_id: int, badge: str, now: float) -> None:
-        await self._run(
+        await self._write(
             "INSERT INTO badge_grants (player_id, badge, status, updated_at) VALUES (?, ?, 'pending', ?) "
             "ON CONFLICT DO NOTHING",
             (player_id, badge, now),
         )
 
     async def set_grant(self, player_id: int, badge: str, status: str, reason: str | None, now: float) -> None:
-        await self._run(
+        await self._write(
             "UPDATE badge_grants SET status = ?, reason = ?, attempts = attempts + 1, updated_at = ? "
             "WHERE player_id = ? AND badge = ?",
             (status, reason, now, player_id, badge),
@@ -226,7 +437,7 @@ class SqliteTx(Tx):
         return row[0] if row else None
 
     async def set_setting(self, platform: str, tenant: str, key: str, value: str) -> None:
-        await self._run(
+        await self._write(
             "INSERT INTO tenant_settings (platform, tenant, key, value) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (platform, tenant, key) DO UPDATE SET value = excluded.value",
             (platform, tenant, key, value),
@@ -293,8 +504,13 @@ class SqliteTx(Tx):
         await self._run("DELETE FROM team_members WHERE player_id = ?", (player_id,))
         left = await self._one("SELECT COUNT(*) FROM team_members WHERE team_id = ?", (team.id,))
         if left and left[0] == 0:
-            await self._run("DELETE FROM team_periods WHERE team_id = ?", (team.id,))
-            await self._run("DELETE FROM teams WHERE id = ?", (team.id,))
+            # the facts already earned go to the team's rows first; then the team and its points go,
+            # and its facts no longer name it, so a rebuild agrees and a later team reusing the id
+            # starts from nothing
+            await self.apply_scores()
+            await self._write("UPDATE score_facts SET team_id = NULL WHERE team_id = ?", (team.id,))
+            await self._write("DELETE FROM team_periods WHERE team_id = ?", (team.id,))
+            await self._write("DELETE FROM teams WHERE id = ?", (team.id,))
 
     async def list_teams(self, scope: str) -> list[RankRow]:
         rows = await self._all(
@@ -307,23 +523,16 @@ class SqliteTx(Tx):
 
     # -- leaderboards ---------------------------------------------------------------------------
 
-    async def add_period_scores(self, scope: str, periods: list[str], player_id: int, team_id: int | None,
-                                points: int, answered: int, correct: int, now: float) -> None:
-        await self._db.executemany(
-            "INSERT INTO score_periods (scope, period, player_id, points, answered, correct, reached_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, period, player_id) DO UPDATE SET "
-            "points = score_periods.points + excluded.points, answered = score_periods.answered + excluded.answered, "
-            "correct = score_periods.correct + excluded.correct, "
-            "reached_at = CASE WHEN excluded.points > 0 THEN excluded.reached_at ELSE score_periods.reached_at END",
-            [(scope, p, player_id, points, answered, correct, now) for p in periods],
-        )
-        if team_id is not None and points:
-            await self._db.executemany(
-                "INSERT INTO team_periods (scope, period, team_id, points, reached_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (scope, period, team_id) DO UPDATE SET points = team_periods.points + excluded.points, "
-                "reached_at = excluded.reached_at",
-                [(scope, p, team_id, points, now) for p in periods],
-            )
+    async def add_score(self, scope: str, week: str, month: str, player_id: int, points: int, answered: int,
+                        correct: int, now: float) -> None:
+        self.wrote_facts = True
+        await self._write(
+            "INSERT INTO score_facts (scope, week, month, in_all, player_id, team_id, points, answered, correct, at) "
+            "VALUES (?, ?, ?, 1, ?, (SELECT team_id FROM team_members WHERE player_id = ?), ?, ?, ?, ?)",
+            (scope, week, month, player_id, player_id, points, answered, correct, now))
+
+    async def apply_scores(self) -> None:
+        await self._write_fn(apply_scores)
 
     async def top_players(self, scope: str, period: str, limit: int) -> list[RankRow]:
         rows = await self._all(
@@ -450,7 +659,7 @@ class SqliteTx(Tx):
     # -- streaks and review ---------------------------------------------------------------------
 
     async def add_activity(self, player_id: int, local_date: str) -> None:
-        await self._run("INSERT INTO activity_days (player_id, local_date) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        await self._write("INSERT INTO activity_days (player_id, local_date) VALUES (?, ?) ON CONFLICT DO NOTHING",
                         (player_id, local_date))
 
     async def activity_dates(self, player_id: int, limit: int) -> list[str]:
@@ -465,13 +674,13 @@ class SqliteTx(Tx):
         return row[0] if row else None
 
     async def set_review(self, player_id: int, question_id: str, box: int, due_at: float) -> None:
-        await self._run(
+        await self._write(
             "INSERT INTO review_items (player_id, question_id, box, due_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (player_id, question_id) DO UPDATE SET box = excluded.box, due_at = excluded.due_at",
             (player_id, question_id, box, due_at))
 
     async def drop_review(self, player_id: int, question_id: str) -> None:
-        await self._run("DELETE FROM review_items WHERE player_id = ? AND question_id = ?", (player_id, question_id))
+        await self._write("DELETE FROM review_items WHERE player_id = ? AND question_id = ?", (player_id, question_id))
 
     async def due_reviews(self, player_id: int, now: float, limit: int) -> list[str]:
         rows = await self._all(
@@ -485,12 +694,18 @@ class SqliteTx(Tx):
 
 
 class SqliteStore(Store):
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000, synchronous: str = "NORMAL") -> None:
+    """See the module docstring: one connection, transactions grouped into batches, one COMMIT each."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000, synchronous: str = "FULL",
+                 max_batch: int = MAX_BATCH) -> None:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous
+        self.max_batch = max_batch
         self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._batch: _Batch | None = None
+        self._held = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -510,8 +725,15 @@ class SqliteStore(Store):
 
     async def close(self) -> None:
         if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+            await self._acquire()
+            try:
+                if self._batch is not None:  # handed the turn of an open batch: commit it first
+                    batch, self._batch = self._batch, None
+                    await self._commit(batch)
+                db, self._db = self._db, None
+                await db.close()
+            finally:
+                self._release()
 
     async def _migrate(self) -> None:
         assert self._db is not None
@@ -539,23 +761,112 @@ class SqliteStore(Store):
         async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
             return (await cur.fetchone())[0]
 
+    async def rebuild_scores(self) -> None:
+        async with self.transaction() as tx:
+            await tx._write_fn(rebuild_scores)  # type: ignore[attr-defined]
+
+    # -- the batch: whoever holds the turn runs its transaction; the last one of a batch commits it ---
+
+    async def _acquire(self) -> None:
+        if not self._held and not self._waiters:
+            self._held = True
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._pass_on()
+            else:
+                self._waiters.remove(turn)
+            raise
+
+    def _live_waiters(self) -> bool:
+        return any(not turn.done() for turn in self._waiters)
+
+    def _pass_on(self) -> None:
+        """A turn handed to a caller that was cancelled: pass it on, or commit the open batch."""
+        if self._batch is not None and not self._live_waiters():
+            batch, self._batch = self._batch, None
+            asyncio.ensure_future(self._commit(batch)).add_done_callback(lambda _: self._release())
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the turn passes on; _held stays True
+                return
+        self._held = False
+
+    async def _trip(self, tx: SqliteTx, reads: list[tuple[str, tuple]]) -> list[list]:
+        if self._db is None:
+            raise StoreUnavailable("the store is not open")
+        batch = tx._batch
+        tails, batch.unsent = batch.unsent, []
+        writes, tx._writes = tx._writes, []
+        conn = self._db._conn
+        try:
+            # aiosqlite runs this function on its connection's thread, in order with its other calls
+            return await self._db._execute(_trip, conn, batch, tails, tx, writes, reads)
+        except sqlite3.OperationalError as exc:
+            if not batch.begun:  # BEGIN IMMEDIATE waited out the busy timeout
+                raise StoreBusy(str(exc)) from exc
+            raise
+
+    async def _end_turn(self, batch: _Batch) -> None:
+        """Hand the turn to the next transaction, or commit the batch if nobody waits or it is full."""
+        if self._live_waiters() and batch.size < self.max_batch:
+            self._release()
+            return
+        self._batch = None
+        commit = asyncio.ensure_future(self._commit(batch))
+        commit.add_done_callback(lambda _: self._release())  # the turn stays held until the COMMIT is done
+        await asyncio.shield(commit)
+
+    async def _commit(self, batch: _Batch) -> None:
+        """One trip: the last tails, the aggregates of the batch's facts, COMMIT; then every caller's
+        reply is released (or every caller gets the commit's error: nothing of the batch is kept)."""
+        tails, batch.unsent = batch.unsent, []
+        error: BaseException | None = None
+        try:
+            assert self._db is not None
+            await self._db._execute(_commit, self._db._conn, batch, tails)
+        except sqlite3.OperationalError as exc:
+            error = StoreBusy(str(exc))
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+            error = exc
+        for tail in batch.tails:
+            if tail.done.done():
+                continue
+            failure = error or tail.error
+            if failure is not None:
+                tail.done.set_exception(failure)
+            else:
+                tail.done.set_result(None)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         if self._db is None:
             raise StoreUnavailable("the store is not open")
-        db = self._db
-        async with self._lock:
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreBusy(str(exc)) from exc
-            try:
-                yield SqliteTx(db)
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            try:
-                await db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                await db.execute("ROLLBACK")
-                raise StoreBusy(str(exc)) from exc
+        await self._acquire()
+        if self._batch is None:
+            self._batch = _Batch()
+        batch = self._batch
+        batch.size += 1
+        tx = SqliteTx(self, batch)
+        tail: _Tail | None = None
+        try:
+            yield tx
+            tail = _Tail(tx, tx._writes, asyncio.get_running_loop().create_future())
+            batch.tails.append(tail)
+            batch.unsent.append(tail)
+            batch.facts = batch.facts or tx.wrote_facts
+        finally:
+            if tail is None:
+                batch.unsent.append(_Tail(tx, [], None))  # rolls back to its savepoint, if it opened one
+            await self._end_turn(batch)
+        await tail.done
+        tx.committed()

@@ -87,8 +87,9 @@ async def test_badge_once_and_totals(any_store):
         assert await tx.award_badge(pid, "Mastery", "s1", 1.0) is True
         assert await tx.award_badge(pid, "Mastery", "s1", 2.0) is False
         assert await tx.badges(pid) == ["Mastery"]
-        await tx.add_to_totals(pid, 30, 1, 1)
-        await tx.add_to_totals(pid, 0, 1, 0)
+        await tx.add_score("console:local", "w2026-01", "m2026-01", pid, 30, 1, 1, 5.0)
+        await tx.add_score("console:local", "w2026-01", "m2026-01", pid, 0, 1, 0, 6.0)
+        await tx.apply_scores()
         t = await tx.totals(pid)
         assert (t.points, t.answered, t.correct) == (30, 2, 1)
 
