@@ -221,9 +221,14 @@ async def counted_run(path: Path, bank: Bank, players: int, seed: int, factory: 
     verbs: Counter[str] = Counter()
     trips = [0]
 
+    last = [""]
+
     def trace(sql: str) -> None:
-        if not sql.startswith("--"):
+        # SQLite reports a statement again for each trigger program it runs; those are not trips
+        # or statements of their own
+        if not sql.startswith("--") and sql != last[0]:
             verbs[sql.split(None, 1)[0].upper()] += 1
+        last[0] = sql
 
     real_hop = db._execute
 
@@ -262,7 +267,7 @@ async def traced_alone(path: Path, bank: Bank, players: int, seed: int) -> list[
     current: list[str] = []
 
     def trace(sql: str) -> None:
-        if not sql.startswith("--"):
+        if not sql.startswith("--") and (not current or sql != current[-1]):  # not trigger programs
             current.append(sql)
 
     await db._execute(db._conn.set_trace_callback, trace)

@@ -21,14 +21,14 @@ from typing import Any
 
 from bot.store import SqliteStore
 from bot.store.base import AnswerContext, PlayerRow, StoreBusy, Tx
-from bot.store.sqlite import SqliteTx
+from bot.store.sqlite import SqliteTx, _Batch
 
 
 class BaselineTx(SqliteTx):
     """Every statement is sent when it is called, one aiosqlite trip each."""
 
     def __init__(self, store: BaselineStore) -> None:
-        super().__init__(store, None)  # type: ignore[arg-type]
+        super().__init__(store, _Batch())  # a batch of one; never committed as a batch
         self._baseline = store
 
     @property

@@ -375,6 +375,7 @@ class QuizEngine(CommunityMixin):
         shown = (choice or "").strip().upper()
         key = f"{player.platform}:{event_id}"
         now = self._now()
+        self.store.prefetch_answer_context(key, session_id)
         async with self._tx() as tx:
             # one read: the answer already stored under this key, the session, its owner, the current
             # and the next item

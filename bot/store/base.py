@@ -339,6 +339,13 @@ class Tx(ABC):
 
 
 class Store(ABC):
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     @abstractmethod
     async def open(self) -> None: ...
     @abstractmethod
@@ -348,6 +355,12 @@ class Store(ABC):
         """A transaction; leaving the block returns only after the commit that holds its writes."""
     @abstractmethod
     async def schema_version(self) -> int: ...
+    def prefetch_answer_context(self, event_key: str, session_id: str) -> None:
+        """A hint that the caller's next transaction starts with answer_context(event_key, session_id):
+        a store may read it early, together with other waiting callers' (nothing happens by default).
+        The transaction's answer_context still returns what a read in the transaction would."""
+        return None
+
     @abstractmethod
     async def rebuild_scores(self) -> None:
         """Recompute every aggregate (totals, periods, per-score counts, teams) from the facts alone."""

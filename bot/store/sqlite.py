@@ -8,11 +8,13 @@ half-way through a read-then-write.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -82,6 +84,20 @@ _CONTEXT_SQL = (
 )
 
 
+def _context_reads(event_key: str, session_id: str) -> list[tuple[str, tuple]]:
+    return [(f"SELECT {_ANSWER_COLS} FROM answers WHERE event_key = ?", (event_key,)), (_CONTEXT_SQL, (session_id,))]
+
+
+def _context(prior: list, joined: list) -> AnswerContext:
+    answer = AnswerRow(*prior[0]) if prior else None
+    if not joined:
+        return AnswerContext(answer, None, None, None, None)
+    r = tuple(joined[0])
+    s, p, i, n = r[:12], r[12:17], r[17:27], r[27:37]
+    return AnswerContext(answer, SessionRow(*s), PlayerRow(*p), _item(i) if i[0] is not None else None,
+                         _item(n) if n[0] is not None else None)
+
+
 def _facts(cols: str, where: str) -> str:
     """The facts in (watermark, top] once per period they count in: week, month, all time."""
     src = f"FROM score_facts WHERE id > ? AND id <= ? AND {where}"
@@ -146,12 +162,24 @@ class _Batch:
         self.size = 0
         self.facts = False  # some transaction recorded scoring facts: apply them before COMMIT
         self.tails: list[_Tail] = []  # every finished transaction, to release after the COMMIT
-        self.unsent: list[_Tail] = []  # tails not yet sent to the connection's thread
+        # answer contexts read ahead for callers waiting for their turn, by session id
+        self.ahead: dict[str, _Ahead] = {}
+
+
+class _Ahead:
+    """An answer context read ahead in this batch: still valid while no transaction of the batch
+    wrote to its session (every write to a session drops its entry: SqliteTx._touch)."""
+
+    __slots__ = ("key", "rows", "index")
+
+    def __init__(self, key: str, rows: asyncio.Future, index: int) -> None:
+        self.key, self.rows, self.index = key, rows, index
 
 
 class _Tail:
     """What is left of a finished transaction: its queued writes and its RELEASE, or, for one that
-    raised (done is None), its ROLLBACK TO. Run on the connection's thread ahead of the next trip."""
+    raised (done is None), its ROLLBACK TO. Sent to the connection's thread as the transaction ends,
+    without waiting; its outcome is handed to its caller after the batch's COMMIT."""
 
     __slots__ = ("tx", "writes", "done", "error")
 
@@ -180,23 +208,28 @@ class _Tail:
             tx.opened = False
 
 
-def _begin(conn: sqlite3.Connection, batch: _Batch, tails: list[_Tail]) -> None:
+def _submit(db: aiosqlite.Connection, fn: Callable[..., Any], *args: Any, wait: bool = True) -> asyncio.Future | None:
+    """Queue `fn(*args)` on aiosqlite's connection thread, in order with everything queued before.
+
+    aiosqlite has no public call for this; it is what its own `_execute` does, minus the coroutine,
+    so that two calls can be queued back to back and a call nobody waits for (wait=False) costs the
+    event loop nothing when it completes (no wake-up).
+    """
+    future = asyncio.get_running_loop().create_future() if wait else None
+    db._tx.put_nowait((future, functools.partial(fn, *args)))
+    return future
+
+
+def _begin(conn: sqlite3.Connection, batch: _Batch) -> None:
     if not batch.begun:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            for tail in tails:
-                tail.error = StoreBusy(str(exc))
-            raise
+        conn.execute("BEGIN IMMEDIATE")
         batch.begun = True
 
 
-def _trip(conn: sqlite3.Connection, batch: _Batch, tails: list[_Tail], tx: SqliteTx, writes: list,
+def _trip(conn: sqlite3.Connection, batch: _Batch, tx: SqliteTx, writes: list,
           reads: list[tuple[str, tuple]]) -> list[list]:
-    """On the connection's thread: earlier transactions' tails, then this one's writes and reads."""
-    _begin(conn, batch, tails)
-    for tail in tails:
-        tail.run(conn)
+    """On the connection's thread: this transaction's queued writes, then its reads."""
+    _begin(conn, batch)
     if not tx.opened:
         conn.execute("SAVEPOINT tx")
         tx.opened = True
@@ -205,11 +238,26 @@ def _trip(conn: sqlite3.Connection, batch: _Batch, tails: list[_Tail], tx: Sqlit
     return [conn.execute(sql, params).fetchall() for sql, params in reads]
 
 
-def _commit(conn: sqlite3.Connection, batch: _Batch, tails: list[_Tail]) -> None:
-    """On the connection's thread: the last tails, the batch's aggregates, COMMIT."""
-    _begin(conn, batch, tails)
-    for tail in tails:
-        tail.run(conn)
+def _end(conn: sqlite3.Connection, batch: _Batch, tail: _Tail, reads: list[tuple[str, tuple]]) -> list[list] | None:
+    """On the connection's thread: a finished transaction's tail, then reads ahead for the callers
+    waiting for their turn (only inside the batch's transaction, so nobody else wrote since)."""
+    try:
+        _begin(conn, batch)
+    except sqlite3.Error as exc:
+        tail.error = StoreBusy(str(exc))
+        return None
+    tail.run(conn)
+    return [conn.execute(sql, params).fetchall() for sql, params in reads]
+
+
+def _read(conn: sqlite3.Connection, batch: _Batch, reads: list[tuple[str, tuple]]) -> list[list] | None:
+    """On the connection's thread: reads ahead, only inside the batch's transaction."""
+    return [conn.execute(sql, params).fetchall() for sql, params in reads] if batch.begun else None
+
+
+def _commit(conn: sqlite3.Connection, batch: _Batch) -> None:
+    """On the connection's thread: the aggregates of the batch's facts, then COMMIT."""
+    _begin(conn, batch)
     try:
         if batch.facts:
             conn.execute("SAVEPOINT scores")
@@ -229,9 +277,9 @@ class SqliteTx(Tx):
     """One transaction of a batch: a SAVEPOINT inside the batch's BEGIN IMMEDIATE ... COMMIT.
 
     Writes that return nothing are queued (`_write`) and go to SQLite with the transaction's next
-    read, or, after the block ends, with the next transaction's first read or the batch's COMMIT:
-    an answer usually costs one trip to aiosqlite's thread (its joined read). Reads (`_reads`) run
-    the queued writes first, so the transaction always reads its own writes.
+    read or, when the block ends, as its tail, sent without waiting. Reads (`_reads`) run the queued
+    writes first, so the transaction always reads its own writes. An answer whose context was read
+    ahead while it waited for its turn makes no trip of its own that it waits for.
     """
 
     def __init__(self, store: SqliteStore, batch: _Batch) -> None:
@@ -242,8 +290,15 @@ class SqliteTx(Tx):
         self.wrote_facts = False
 
     async def _reads(self, reads: list[tuple[str, tuple]]) -> list[list]:
-        """One trip: the batch's unsent tails, this transaction's queued writes, then `reads`."""
+        """One trip: this transaction's queued writes, then `reads`."""
         return await self._store._trip(self, reads)
+
+    def _touch(self, session_id: str | None = None) -> None:
+        """This transaction writes to a session (None: to players): contexts read ahead of it are stale."""
+        if session_id is None:
+            self._batch.ahead.clear()
+        else:
+            self._batch.ahead.pop(session_id, None)
 
     async def _write(self, sql: str, params: tuple = ()) -> None:
         self._writes.append(lambda conn: conn.execute(sql, params))
@@ -275,20 +330,22 @@ class SqliteTx(Tx):
         return len(rows)
 
     async def answer_context(self, event_key: str, session_id: str) -> AnswerContext:
-        prior, joined = await self._reads([
-            (f"SELECT {_ANSWER_COLS} FROM answers WHERE event_key = ?", (event_key,)),
-            (_CONTEXT_SQL, (session_id,)),
-        ])
-        answer = AnswerRow(*prior[0]) if prior else None
-        if not joined:
-            return AnswerContext(answer, None, None, None, None)
-        r = tuple(joined[0])
-        s, p, i, n = r[:12], r[12:17], r[17:27], r[27:37]
-        return AnswerContext(answer, SessionRow(*s), PlayerRow(*p), _item(i) if i[0] is not None else None,
-                             _item(n) if n[0] is not None else None)
+        ahead = self._batch.ahead.pop(session_id, None)
+        rows = None
+        if ahead is not None and ahead.key == event_key and not self._writes:
+            try:
+                results = await ahead.rows
+            except sqlite3.Error:
+                results = None  # read it again below, in this transaction's own trip
+            if results is not None:
+                rows = results[2 * ahead.index:2 * ahead.index + 2]
+        if rows is None:
+            rows = await self._reads(_context_reads(event_key, session_id))
+        return _context(*rows)
 
     async def record_answer(self, answer: AnswerRow) -> None:
         a = answer
+        self._touch(a.session_id)
         await self._guarded(
             f"INSERT INTO answers ({_ANSWER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (a.session_id, a.position, a.attempt, a.question_id, a.player_id, a.choice, a.shown_choice,
@@ -297,6 +354,7 @@ class SqliteTx(Tx):
 
     async def close_item(self, item: ItemRow) -> None:
         i = item
+        self._touch(i.session_id)
         await self._guarded(
             "UPDATE session_items SET status = ?, attempts_used = ?, hint_used = ?, points = ?, closed_at = ? "
             "WHERE session_id = ? AND position = ? AND status = 'open'",
@@ -304,6 +362,7 @@ class SqliteTx(Tx):
             WriteConflict(f"item {i.session_id}/{i.position} is no longer open"))
 
     async def upsert_player(self, platform: str, tenant: str, user_id: str, display_name: str, now: float) -> int:
+        self._touch()
         row = await self._one(
             "INSERT INTO players (platform, tenant, user_id, display_name, created_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (platform, tenant, user_id) DO UPDATE SET display_name = "
@@ -330,6 +389,7 @@ class SqliteTx(Tx):
 
     async def insert_session(self, session: SessionRow, items: list[ItemRow]) -> None:
         s = session
+        self._touch(s.id)
         await self._write(
             f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (s.id, s.player_id, s.mode, s.status, s.position, s.total, s.created_at, s.challenge_set,
@@ -343,6 +403,7 @@ class SqliteTx(Tx):
 
     async def update_session(self, session: SessionRow) -> None:
         s = session
+        self._touch(s.id)
         await self._write(
             "UPDATE sessions SET status = ?, position = ?, route = ?, finished_at = ?, correct = ?, points = ? "
             "WHERE id = ?",
@@ -361,6 +422,7 @@ class SqliteTx(Tx):
 
     async def update_item(self, item: ItemRow) -> None:
         i = item
+        self._touch(i.session_id)
         await self._write(
             "UPDATE session_items SET status = ?, deadline = ?, attempts_used = ?, hint_used = ?, points = ?, "
             "closed_at = ? WHERE session_id = ? AND position = ?",
@@ -370,6 +432,7 @@ class SqliteTx(Tx):
 
     async def close_item_if_open(self, item: ItemRow) -> bool:
         i = item
+        self._touch(i.session_id)
         changed = await self._run(
             "UPDATE session_items SET status = ?, attempts_used = ?, hint_used = ?, points = ?, closed_at = ? "
             "WHERE session_id = ? AND position = ? AND status = 'open'",
@@ -383,6 +446,7 @@ class SqliteTx(Tx):
 
     async def insert_answer(self, answer: AnswerRow) -> bool:
         a = answer
+        self._touch(a.session_id)
         changed = await self._run(
             f"INSERT INTO answers ({_ANSWER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (a.session_id, a.position, a.attempt, a.question_id, a.player_id, a.choice, a.shown_choice,
@@ -706,6 +770,7 @@ class SqliteStore(Store):
         self._batch: _Batch | None = None
         self._held = False
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._wanted: dict[str, str] = {}  # session id -> event key of answers waiting for their turn
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -801,20 +866,57 @@ class SqliteStore(Store):
                 return
         self._held = False
 
+    def prefetch_answer_context(self, event_key: str, session_id: str) -> None:
+        if self._held and len(self._wanted) < 4 * self.max_batch:
+            self._wanted.setdefault(session_id, event_key)
+
+    def _read_ahead(self, batch: _Batch) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]]]:
+        """The answer contexts wanted by callers waiting for their turn, as far as this batch takes them."""
+        room = self.max_batch - batch.size
+        reads: list[tuple[str, tuple]] = []
+        taken: list[tuple[str, str]] = []
+        while self._wanted and len(taken) < room:
+            session_id = next(iter(self._wanted))
+            event_key = self._wanted.pop(session_id)
+            if session_id not in batch.ahead:
+                taken.append((session_id, event_key))
+                reads += _context_reads(event_key, session_id)
+        return reads, taken
+
     async def _trip(self, tx: SqliteTx, reads: list[tuple[str, tuple]]) -> list[list]:
         if self._db is None:
             raise StoreUnavailable("the store is not open")
         batch = tx._batch
-        tails, batch.unsent = batch.unsent, []
         writes, tx._writes = tx._writes, []
-        conn = self._db._conn
+        db = self._db
+        trip = _submit(db, _trip, db._conn, batch, tx, writes, reads)
+        assert trip is not None
+        ahead, taken = self._read_ahead(batch)
+        if taken:
+            # queued behind this trip: runs while this transaction works on what it read
+            self._expect(batch, _submit(db, _read, db._conn, batch, ahead), taken)
         try:
-            # aiosqlite runs this function on its connection's thread, in order with its other calls
-            return await self._db._execute(_trip, conn, batch, tails, tx, writes, reads)
+            return await trip
         except sqlite3.OperationalError as exc:
             if not batch.begun:  # BEGIN IMMEDIATE waited out the busy timeout
                 raise StoreBusy(str(exc)) from exc
             raise
+
+    @staticmethod
+    def _expect(batch: _Batch, rows: asyncio.Future | None, taken: list[tuple[str, str]]) -> None:
+        assert rows is not None
+        for index, (session_id, event_key) in enumerate(taken):
+            batch.ahead[session_id] = _Ahead(event_key, rows, index)
+
+    def _send(self, batch: _Batch, tail: _Tail) -> None:
+        """Send a finished transaction's tail to the connection's thread without waiting, with the
+        reads ahead for the callers waiting for their turn."""
+        assert self._db is not None
+        db = self._db
+        ahead, taken = self._read_ahead(batch)
+        rows = _submit(db, _end, db._conn, batch, tail, ahead, wait=bool(taken))
+        if taken:
+            self._expect(batch, rows, taken)
 
     async def _end_turn(self, batch: _Batch) -> None:
         """Hand the turn to the next transaction, or commit the batch if nobody waits or it is full."""
@@ -827,18 +929,19 @@ class SqliteStore(Store):
         await asyncio.shield(commit)
 
     async def _commit(self, batch: _Batch) -> None:
-        """One trip: the last tails, the aggregates of the batch's facts, COMMIT; then every caller's
-        reply is released (or every caller gets the commit's error: nothing of the batch is kept)."""
-        tails, batch.unsent = batch.unsent, []
+        """One trip, queued behind every tail of the batch: the aggregates of the batch's facts and
+        COMMIT; then every caller's reply is released (or, if the COMMIT fails, every caller of the
+        batch gets its error: nothing of the batch is kept)."""
         error: BaseException | None = None
         try:
             assert self._db is not None
-            await self._db._execute(_commit, self._db._conn, batch, tails)
+            await _submit(self._db, _commit, self._db._conn, batch)  # type: ignore[misc]
         except sqlite3.OperationalError as exc:
             error = StoreBusy(str(exc))
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             error = exc
         for tail in batch.tails:
+            assert tail.done is not None
             if tail.done.done():
                 continue
             failure = error or tail.error
@@ -862,11 +965,10 @@ class SqliteStore(Store):
             yield tx
             tail = _Tail(tx, tx._writes, asyncio.get_running_loop().create_future())
             batch.tails.append(tail)
-            batch.unsent.append(tail)
             batch.facts = batch.facts or tx.wrote_facts
         finally:
-            if tail is None:
-                batch.unsent.append(_Tail(tx, [], None))  # rolls back to its savepoint, if it opened one
+            # a transaction that raised rolls back to its savepoint, if it opened one
+            self._send(batch, tail or _Tail(tx, [], None))
             await self._end_turn(batch)
         await tail.done
         tx.committed()
