@@ -36,7 +36,7 @@ from .periods import (
     next_slot,
     parse_hhmm,
     period_key,
-    period_keys,
+    period_keys_window,
     period_label,
     streak,
     zone,
@@ -106,6 +106,7 @@ class CommunityMixin:
     default_tz: ZoneInfo
     _tz_cache: dict[str, ZoneInfo]
     _player_scope: dict[int, tuple[str, str]]
+    _period_cache: dict[ZoneInfo, tuple[float, float, str, str]]  # zone -> span, week key, month key
 
     # -- helpers used inside engine transactions ---------------------------------------------------
 
@@ -131,7 +132,10 @@ class CommunityMixin:
         follow from the facts, once per commit (see Tx.apply_scores)."""
         platform, tenant = await self._scope_of_player(tx, player_id)
         tz = await self._tenant_tz(tx, platform, tenant)
-        week, month, _ = period_keys(datetime.fromtimestamp(now, UTC), tz)
+        start, end, week, month = self._period_cache.get(tz, (0.0, 0.0, "", ""))
+        if not start <= now < end:
+            (week, month, _), start, end = period_keys_window(datetime.fromtimestamp(now, UTC), tz)
+            self._period_cache[tz] = (start, end, week, month)
         await tx.add_score(scope_of(platform, tenant), week, month, player_id, points, answered, correct, now)
 
     async def _record_activity(self: QuizEngine, tx: Tx, player_id: int, now: float) -> None:

@@ -84,6 +84,8 @@ class QuizEngine(CommunityMixin):
         self.store = store
         self.default_tz = ZoneInfo(timezone)
         self._tz_cache: dict[str, ZoneInfo] = {}
+        self._period_cache: dict[ZoneInfo, tuple[float, float, str, str]] = {}
+        self._choices: dict[tuple[str, str], tuple[Choice, ...]] = {}  # (question, order) -> shown choices
         self._player_scope: dict[int, tuple[str, str]] = {}
         # (platform, tenant, user) -> (player id, display name), filled only after a commit
         self._player_ids: dict[tuple[str, str, str], tuple[int, str]] = {}
@@ -165,7 +167,10 @@ class QuizEngine(CommunityMixin):
     def _card(self, session: SessionRow, item: ItemRow) -> QuestionCard:
         mode = MODES[session.mode]
         q = self.bank.question(item.question_id)
-        choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(orig)]) for i, orig in enumerate(item.choice_order))
+        choices = self._choices.get((q.id, item.choice_order))
+        if choices is None:
+            choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(orig)]) for i, orig in enumerate(item.choice_order))
+            self._choices[(q.id, item.choice_order)] = choices
         return QuestionCard(
             session_id=session.id,
             question_id=q.id,

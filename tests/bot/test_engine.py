@@ -381,3 +381,28 @@ async def test_acknowledged_means_committed_for_every_caller_of_a_batch(engine, 
     [board] = await engine.leaderboard(players[0], "players", "all", limit=50)
     assert len(board.entries) == 40 and {e.points for e in board.entries} == {
         BASE_POINTS[bank.question(c.question_id).difficulty] for c in cards}
+
+
+@pytest.mark.parametrize("zone_name", ["UTC", "Europe/Berlin", "America/Santiago", "Asia/Kathmandu"])
+def test_period_keys_hold_over_their_window(zone_name):
+    """The engine reuses a week/month key pair within the window period_keys_window gives; every
+    instant of the window (sampled each 50 minutes over a year, across daylight-saving changes,
+    including zones that switch at midnight) has exactly those keys."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from bot.periods import period_keys, period_keys_window
+
+    tz = ZoneInfo(zone_name)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    windows = 0
+    while t < datetime(2027, 1, 1, tzinfo=UTC):
+        keys, start, end = period_keys_window(t, tz)
+        assert end - start >= 20 * 3600, (zone_name, t)  # long enough to be worth caching
+        probe = datetime.fromtimestamp(start, UTC)
+        while probe.timestamp() < end:
+            assert period_keys(probe, tz) == keys, (zone_name, probe)
+            probe += timedelta(minutes=50)
+        windows += 1
+        t += timedelta(days=1)
+    assert windows == 365
