@@ -211,7 +211,8 @@ async def open_loop_run(path: Path, bank: Bank, rate: float, duration: float, po
 
 
 async def counted_run(path: Path, bank: Bank, players: int, seed: int, factory: StoreFactory) -> dict:
-    """Untimed: the same players at once, counting per answer the trips to aiosqlite's thread, the SQL
+    """Untimed: the same players at once, counting per answer the trips to aiosqlite's thread (puts on
+    its queue: each wakes the thread), the SQL
     statements SQLite ran (traced on the connection, trigger bodies not counted), the COMMITs and
     the WAL frames (pages) written. WAL auto-checkpoints are off for this pass only, so that the
     WAL's frame count is everything the answers wrote."""
@@ -230,26 +231,29 @@ async def counted_run(path: Path, bank: Bank, players: int, seed: int, factory: 
             verbs[sql.split(None, 1)[0].upper()] += 1
         last[0] = sql
 
-    real_hop = db._execute
+    real_queue = db._tx
 
-    async def hop(fn: Callable, *args: object, **kwargs: object) -> object:
-        trips[0] += 1
-        return await real_hop(fn, *args, **kwargs)
+    class CountingQueue:
+        """aiosqlite's queue to its thread, counting puts (each one a trip: the thread wakes)."""
+
+        def put_nowait(self, item: object) -> None:
+            trips[0] += 1
+            real_queue.put_nowait(item)
 
     try:
         cards = await asyncio.gather(*(start(engine, n, []) for n in range(players)))
         await db.execute("PRAGMA wal_autocheckpoint = 0")
         await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        await real_hop(db._conn.set_trace_callback, trace)
-        db._execute = hop  # type: ignore[method-assign]
+        await db._execute(db._conn.set_trace_callback, trace)
+        db._tx = CountingQueue()  # type: ignore[assignment]
         rngs = [random.Random(seed * 1_000_003 + n) for n in range(players)]
         latencies: list[float] = []
         counts = await asyncio.gather(*(play(engine, n, cards[n], rngs[n], latencies) for n in range(players)))
-        db._execute = real_hop  # type: ignore[method-assign]
-        await real_hop(db._conn.set_trace_callback, None)
+        db._tx = real_queue
+        await db._execute(db._conn.set_trace_callback, None)
         [(_, frames, _)] = await db.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
-        db._execute = real_hop  # type: ignore[method-assign]
+        db._tx = real_queue
         await store.close()
     n = sum(counts)
     sql = sum(v for k, v in verbs.items() if k not in CONTROL)

@@ -1,14 +1,37 @@
-"""The aiosqlite implementation of Store: WAL, a busy timeout, foreign keys, versioned migrations.
+"""The aiosqlite implementation of Store: WAL, a busy timeout, foreign keys, versioned migrations,
+and group commit.
 
-One connection per process; transactions are serialised on it with an asyncio lock and opened with
-BEGIN IMMEDIATE, so that a second process on the same file waits (busy timeout) instead of failing
-half-way through a read-then-write.
+One aiosqlite connection per process. A trip to its thread costs more than most statements inside
+SQLite, so transactions are batched: callers take turns (one transaction body runs at a time, in
+arrival order); the first of a batch opens BEGIN IMMEDIATE, each transaction runs inside its own
+SAVEPOINT, and the batch ends with one COMMIT when nobody is waiting or MAX_BATCH transactions
+joined. A transaction's writes are queued and sent, with its RELEASE, as it ends, without waiting;
+answers waiting for their turn have their context read ahead (SqliteTx._touch drops a read-ahead
+context as soon as any transaction writes to its session). Leaving `transaction()` returns only
+after the batch's COMMIT: nothing is acknowledged before it is committed. A failing transaction
+rolls back to its savepoint and fails alone; a failing COMMIT fails every caller of the batch.
+
+Durability: synchronous=FULL by default, so the COMMIT has synced the WAL before any caller of the
+batch returns; what a caller was told survives a process crash, an OS crash or a power cut (given a
+disk that honours fsync). A crash before the COMMIT loses the batch, none of which was acknowledged.
+With one sync per batch, FULL costs about what NORMAL does (bench/README.md).
+
+The scoring aggregates (player_totals, score_periods with their score_counts, team_periods) are
+derived from score_facts: each batch folds its facts in just before its COMMIT, moving a watermark
+in the same transaction (apply_scores); rebuild_scores recomputes them all from the facts.
+
+A second process on the same file takes the write lock with its own BEGIN IMMEDIATE and waits
+(busy timeout) while a batch of the first holds it, so reads inside a batch are never stale.
+
+Private parts of aiosqlite are used on purpose: its connection thread's queue (`_tx`) and the raw
+sqlite3 connection (`_conn`), to run a function of ours on that thread (there is no public call for
+it; this is what its own methods do). pyproject pins the versions this was checked against.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +60,8 @@ from .base import (
     WriteConflict,
 )
 from .migrations import MIGRATIONS
+
+log = logging.getLogger(__name__)
 
 _SESSION_COLS = ("id, player_id, mode, status, position, total, created_at, challenge_set, route, "
                  "finished_at, correct, points")
@@ -208,16 +233,59 @@ class _Tail:
             tx.opened = False
 
 
-def _submit(db: aiosqlite.Connection, fn: Callable[..., Any], *args: Any, wait: bool = True) -> asyncio.Future | None:
-    """Queue `fn(*args)` on aiosqlite's connection thread, in order with everything queued before.
+class _Pipe:
+    """Calls for aiosqlite's connection thread, sent in order and in bulk.
 
-    aiosqlite has no public call for this; it is what its own `_execute` does, minus the coroutine,
-    so that two calls can be queued back to back and a call nobody waits for (wait=False) costs the
-    event loop nothing when it completes (no wake-up).
+    Every put on aiosqlite's queue wakes its thread (a futex wake and, on a busy machine, a context
+    switch that costs the event loop far more than the call itself); every result wakes the event
+    loop. So calls are appended to a deque, and only the first call after the thread went idle puts
+    one drain function on aiosqlite's queue: the drain runs every call present, in order, and hands
+    all their results back to the event loop in one wake-up. aiosqlite has no public call for running
+    a function on its thread; `_tx.put_nowait((future, fn))` is what its own `_execute` does.
     """
-    future = asyncio.get_running_loop().create_future() if wait else None
-    db._tx.put_nowait((future, functools.partial(fn, *args)))
-    return future
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._calls: deque[tuple[Callable[..., Any], tuple, asyncio.Future | None]] = deque()
+        self._queued = False
+        self._loop = asyncio.get_running_loop()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, wait: bool = True) -> asyncio.Future | None:
+        future = self._loop.create_future() if wait else None
+        self._calls.append((fn, args, future))
+        if not self._queued:
+            self._queued = True
+            self._db._tx.put_nowait((None, self._drain))
+        return future
+
+    def _drain(self) -> None:
+        """On the connection's thread: run the queued calls until none is left."""
+        while True:
+            done: list[tuple[asyncio.Future, bool, Any]] = []
+            while self._calls:
+                fn, args, future = self._calls.popleft()
+                try:
+                    result, ok = fn(*args), True
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    result, ok = exc, False
+                if future is not None:
+                    done.append((future, ok, result))
+            if done:
+                self._loop.call_soon_threadsafe(_settle, done)
+            self._queued = False
+            if not self._calls:
+                return
+            self._queued = True  # calls arrived after the check: keep going (a second drain would too)
+
+
+def _settle(done: list[tuple[asyncio.Future, bool, Any]]) -> None:
+    for future, ok, result in done:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(result)
+        else:
+            future.set_exception(result)
 
 
 def _begin(conn: sqlite3.Connection, batch: _Batch) -> None:
@@ -263,8 +331,9 @@ def _commit(conn: sqlite3.Connection, batch: _Batch) -> None:
             conn.execute("SAVEPOINT scores")
             try:
                 apply_scores(conn)
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 # the facts stay committed; the watermark did not move, so the next batch applies them
+                log.warning("leaderboard aggregates not applied in this batch (retried with the next): %s", exc)
                 conn.execute("ROLLBACK TO scores")
             conn.execute("RELEASE scores")
         conn.execute("COMMIT")
@@ -330,6 +399,8 @@ class SqliteTx(Tx):
         return len(rows)
 
     async def answer_context(self, event_key: str, session_id: str) -> AnswerContext:
+        if self._store._wanted.get(session_id) == event_key:
+            del self._store._wanted[session_id]  # its turn came before anyone read it ahead
         ahead = self._batch.ahead.pop(session_id, None)
         rows = None
         if ahead is not None and ahead.key == event_key and not self._writes:
@@ -767,6 +838,7 @@ class SqliteStore(Store):
         self.synchronous = synchronous
         self.max_batch = max_batch
         self._db: aiosqlite.Connection | None = None
+        self._pipe: _Pipe  # set by open()
         self._batch: _Batch | None = None
         self._held = False
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -784,6 +856,7 @@ class SqliteStore(Store):
             await self._db.execute(f"PRAGMA synchronous = {self.synchronous}")
             await self._db.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
+            self._pipe = _Pipe(self._db)
         except sqlite3.Error as exc:
             await self.close()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
@@ -889,12 +962,12 @@ class SqliteStore(Store):
         batch = tx._batch
         writes, tx._writes = tx._writes, []
         db = self._db
-        trip = _submit(db, _trip, db._conn, batch, tx, writes, reads)
+        trip = self._pipe.submit(_trip, db._conn, batch, tx, writes, reads)
         assert trip is not None
         ahead, taken = self._read_ahead(batch)
         if taken:
             # queued behind this trip: runs while this transaction works on what it read
-            self._expect(batch, _submit(db, _read, db._conn, batch, ahead), taken)
+            self._expect(batch, self._pipe.submit(_read, db._conn, batch, ahead), taken)
         try:
             return await trip
         except sqlite3.OperationalError as exc:
@@ -914,7 +987,7 @@ class SqliteStore(Store):
         assert self._db is not None
         db = self._db
         ahead, taken = self._read_ahead(batch)
-        rows = _submit(db, _end, db._conn, batch, tail, ahead, wait=bool(taken))
+        rows = self._pipe.submit(_end, db._conn, batch, tail, ahead, wait=bool(taken))
         if taken:
             self._expect(batch, rows, taken)
 
@@ -935,7 +1008,7 @@ class SqliteStore(Store):
         error: BaseException | None = None
         try:
             assert self._db is not None
-            await _submit(self._db, _commit, self._db._conn, batch)  # type: ignore[misc]
+            await self._pipe.submit(_commit, self._db._conn, batch)  # type: ignore[misc]
         except sqlite3.OperationalError as exc:
             error = StoreBusy(str(exc))
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
