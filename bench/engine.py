@@ -495,7 +495,8 @@ def main_open_loop(rate: float, smoke: bool, runs: int) -> int:
                             for i, (name, factory) in enumerate(STORES.items())})
     load_after = os.getloadavg()
     stores = {name: {k: median([r[name][k] for r in per_run])
-                     for k in ("achieved_per_s", "p50_ms", "p99_ms", "max_ms", "no_idle_player", "answers")}
+                     for k in ("achieved_per_s", "p50_ms", "p99_ms", "max_ms", "no_idle_player", "answers",
+                               "loop_thread_busy", "other_threads_busy")}
               for name in STORES}
     new = stores[SHIPPED]
     target_applies = rate >= OPEN_LOOP_TARGET_RATE
@@ -506,6 +507,9 @@ def main_open_loop(rate: float, smoke: bool, runs: int) -> int:
         rows.append((f"{name}: achieved/s, p50 / p99 / max", f"{w['achieved_per_s']:,.0f}, {w['p50_ms']:.1f} / "
                      f"{w['p99_ms']:.1f} / {w['max_ms']:.0f} ms",
                      f"p99 <= {TARGET_OPEN_P99_MS:.0f} ms" if name == SHIPPED else "-", ok))
+        rows.append((f"{name}: CPU busy, event loop / other threads", f"{w['loop_thread_busy']:.0%} / "
+                     f"{w['other_threads_busy']:.0%}", "-", "-"))
+    rows.append(("load average (1 min) before / after", f"{load_before[0]:.1f} / {load_after[0]:.1f}", "-", "-"))
     report("engine-open-loop", rows, {
         "bank": bank_used, "offered_per_s": rate, "duration_s": duration, "pool": pool, "runs": runs,
         "load_average_before_after": [load_before, load_after],

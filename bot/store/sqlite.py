@@ -97,6 +97,7 @@ def _item(row: sqlite3.Row | tuple) -> ItemRow:
 
 
 MAX_BATCH = 64  # transactions per COMMIT at most, so a batch never holds the write lock for long
+READ_AHEAD = 8  # answer contexts per read-ahead call
 
 _CONTEXT_SQL = (
     "SELECT s.id, s.player_id, s.mode, s.status, s.position, s.total, s.created_at, s.challenge_set, s.route, "
@@ -239,8 +240,8 @@ class _Pipe:
     Every put on aiosqlite's queue wakes its thread (a futex wake and, on a busy machine, a context
     switch that costs the event loop far more than the call itself); every result wakes the event
     loop. So calls are appended to a deque, and only the first call after the thread went idle puts
-    one drain function on aiosqlite's queue: the drain runs every call present, in order, and hands
-    all their results back to the event loop in one wake-up. aiosqlite has no public call for running
+    one drain function on aiosqlite's queue: the drain runs every call present, in order; only calls
+    somebody waits for (reads, the COMMIT) wake the event loop, not the tails sent without waiting. aiosqlite has no public call for running
     a function on its thread; `_tx.put_nowait((future, fn))` is what its own `_execute` does.
     """
 
@@ -261,31 +262,27 @@ class _Pipe:
     def _drain(self) -> None:
         """On the connection's thread: run the queued calls until none is left."""
         while True:
-            done: list[tuple[asyncio.Future, bool, Any]] = []
             while self._calls:
                 fn, args, future = self._calls.popleft()
                 try:
                     result, ok = fn(*args), True
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     result, ok = exc, False
-                if future is not None:
-                    done.append((future, ok, result))
-            if done:
-                self._loop.call_soon_threadsafe(_settle, done)
+                if future is not None:  # somebody waits for it: wake the event loop now
+                    self._loop.call_soon_threadsafe(_settle, future, ok, result)
             self._queued = False
             if not self._calls:
                 return
             self._queued = True  # calls arrived after the check: keep going (a second drain would too)
 
 
-def _settle(done: list[tuple[asyncio.Future, bool, Any]]) -> None:
-    for future, ok, result in done:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(result)
-        else:
-            future.set_exception(result)
+def _settle(future: asyncio.Future, ok: bool, result: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(result)
+    else:
+        future.set_exception(result)
 
 
 def _begin(conn: sqlite3.Connection, batch: _Batch) -> None:
@@ -945,7 +942,8 @@ class SqliteStore(Store):
 
     def _read_ahead(self, batch: _Batch) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]]]:
         """The answer contexts wanted by callers waiting for their turn, as far as this batch takes them."""
-        room = self.max_batch - batch.size
+        # a few at a time: the first answers can go on while the thread reads ahead for the rest
+        room = min(self.max_batch - batch.size - len(batch.ahead), READ_AHEAD)
         reads: list[tuple[str, tuple]] = []
         taken: list[tuple[str, str]] = []
         while self._wanted and len(taken) < room:
