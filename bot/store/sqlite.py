@@ -97,7 +97,7 @@ def _item(row: sqlite3.Row | tuple) -> ItemRow:
     return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9])
 
 
-MAX_BATCH = 64  # transactions per COMMIT at most, so a batch never holds the write lock for long
+MAX_BATCH = 256  # transactions per COMMIT at most (~50 ms of work), so a batch never holds the write lock long
 READ_AHEAD = 8  # answer contexts per read-ahead call
 SWITCH_INTERVAL = 0.001  # seconds: see SqliteStore.open
 
