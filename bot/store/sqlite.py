@@ -31,6 +31,7 @@ it; this is what its own methods do). pyproject pins the versions this was check
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import sys
@@ -842,6 +843,7 @@ class SqliteStore(Store):
         self._held = False
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._wanted: dict[str, str] = {}  # session id -> event key of answers waiting for their turn
+        self._committing: set[asyncio.Future] = set()  # COMMITs queued, not yet done
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -870,7 +872,8 @@ class SqliteStore(Store):
             try:
                 if self._batch is not None:  # handed the turn of an open batch: commit it first
                     batch, self._batch = self._batch, None
-                    await self._commit(batch)
+                    self._send_commit(batch)
+                await asyncio.gather(*self._committing, return_exceptions=True)
                 db, self._db = self._db, None
                 await db.close()
             finally:
@@ -930,9 +933,8 @@ class SqliteStore(Store):
         """A turn handed to a caller that was cancelled: pass it on, or commit the open batch."""
         if self._batch is not None and not self._live_waiters():
             batch, self._batch = self._batch, None
-            asyncio.ensure_future(self._commit(batch)).add_done_callback(lambda _: self._release())
-        else:
-            self._release()
+            self._send_commit(batch)
+        self._release()
 
     def _release(self) -> None:
         while self._waiters:
@@ -995,28 +997,32 @@ class SqliteStore(Store):
         if taken:
             self._expect(batch, rows, taken)
 
-    async def _end_turn(self, batch: _Batch) -> None:
-        """Hand the turn to the next transaction, or commit the batch if nobody waits or it is full."""
-        if self._live_waiters() and batch.size < self.max_batch:
-            self._release()
-            return
-        self._batch = None
-        commit = asyncio.ensure_future(self._commit(batch))
-        commit.add_done_callback(lambda _: self._release())  # the turn stays held until the COMMIT is done
-        await asyncio.shield(commit)
+    def _end_turn(self, batch: _Batch) -> None:
+        """Hand the turn to the next transaction, or commit the batch if nobody waits or it is full.
 
-    async def _commit(self, batch: _Batch) -> None:
-        """One trip, queued behind every tail of the batch: the aggregates of the batch's facts and
-        COMMIT; then every caller's reply is released (or, if the COMMIT fails, every caller of the
-        batch gets its error: nothing of the batch is kept)."""
-        error: BaseException | None = None
-        try:
-            assert self._db is not None
-            await self._pipe.submit(_commit, self._db._conn, batch)  # type: ignore[misc]
-        except sqlite3.OperationalError as exc:
-            error = StoreBusy(str(exc))
-        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
-            error = exc
+        The turn passes on as soon as the COMMIT is queued: the next batch's first call is queued
+        behind it, so the connection's thread goes from this COMMIT straight to the next BEGIN."""
+        if not self._live_waiters() or batch.size >= self.max_batch:
+            self._batch = None
+            self._send_commit(batch)
+        self._release()
+
+    def _send_commit(self, batch: _Batch) -> asyncio.Future:
+        """Queue the batch's COMMIT (behind every tail of the batch), with the aggregates of its facts;
+        when it is done, every caller's reply is released, or, if it failed, every caller of the batch
+        gets its error: nothing of the batch is kept."""
+        assert self._db is not None
+        done = self._pipe.submit(_commit, self._db._conn, batch)
+        assert done is not None
+        self._committing.add(done)
+        done.add_done_callback(functools.partial(self._committed, batch))
+        return done
+
+    def _committed(self, batch: _Batch, done: asyncio.Future) -> None:
+        self._committing.discard(done)
+        error = done.exception() if not done.cancelled() else StoreUnavailable("the store was closed")
+        if isinstance(error, sqlite3.OperationalError):
+            error = StoreBusy(str(error))
         for tail in batch.tails:
             assert tail.done is not None
             if tail.done.done():
@@ -1046,6 +1052,6 @@ class SqliteStore(Store):
         finally:
             # a transaction that raised rolls back to its savepoint, if it opened one
             self._send(batch, tail or _Tail(tx, [], None))
-            await self._end_turn(batch)
+            self._end_turn(batch)
         await tail.done
         tx.committed()
