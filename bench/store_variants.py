@@ -1,158 +1,124 @@
-"""What-if stores for the engine benchmark: the shipped SqliteTx and its SQL, driven differently.
+"""Store variants for the engine benchmark, run beside the shipped store in the same bench run.
 
-SqliteTx talks to its connection through two calls: `execute(sql, params)` used as an async context
-manager yielding a cursor (`fetchone`, `fetchall`, `rowcount`), and `await executemany(...)`. These
-stand-ins keep that surface, so the real engine and the real SqliteTx run unchanged; only the way a
-statement reaches SQLite differs:
-
-- OneRoundTripStore: each statement is ONE aiosqlite thread round trip (execute and fetch together),
-  where aiosqlite's cursor API takes two or three (execute, fetch, close).
-- InlineStore: sqlite3 is called directly on the event-loop thread: no round trips at all.
-
-They measure what a change to bot/store/sqlite.py would buy; they are not meant to be shipped as is.
+- BaselineStore: the store as it was before group commit (bot/store/sqlite.py at 6dcacfe), kept so
+  that every run measures the gain against it on the same machine at the same moment: one
+  transaction at a time (BEGIN IMMEDIATE ... COMMIT each), every statement its own trip to
+  aiosqlite's thread, the answer's reads one by one (answer, session, item; the next item read when
+  the question closes), and the leaderboard aggregates (totals, three period rows with their
+  per-score count triggers, the team's rows) updated inside every answer's transaction.
+  synchronous = NORMAL, its default then. It reuses the shipped SQL text of each Tx method; only the
+  way statements reach SQLite and the aggregate updates differ.
+- The shipped SqliteStore with synchronous = NORMAL: the price of the FULL default.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator, Iterable
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiosqlite
-
 from bot.store import SqliteStore
-from bot.store.base import StoreBusy, Tx
-from bot.store.sqlite import SqliteTx
+from bot.store.base import AnswerContext, PlayerRow, StoreBusy, Tx
+from bot.store.sqlite import SqliteTx, _Batch
 
 
-class _Fetched:
-    """A cursor whose rows were already fetched."""
+class BaselineTx(SqliteTx):
+    """Every statement is sent when it is called, one aiosqlite trip each."""
 
-    def __init__(self, rows: list, rowcount: int) -> None:
-        self._rows, self.rowcount = rows, rowcount
+    def __init__(self, store: BaselineStore) -> None:
+        super().__init__(store, _Batch())  # a batch of one; never committed as a batch
+        self._baseline = store
 
-    async def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
+    @property
+    def _db(self) -> Any:
+        assert self._baseline._db is not None
+        return self._baseline._db
 
-    async def fetchall(self) -> list:
-        return self._rows
+    async def _reads(self, reads: list[tuple[str, tuple]]) -> list[list]:
+        return [await self._db.execute_fetchall(sql, params) for sql, params in reads]
 
-    async def __aenter__(self) -> _Fetched:
-        return self
+    async def _write(self, sql: str, params: tuple = ()) -> None:
+        await self._db.execute_fetchall(sql, params)
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+    async def _write_many(self, sql: str, rows: list[tuple]) -> None:
+        await self._db.executemany(sql, rows)
 
+    async def _write_fn(self, fn: Callable[..., object]) -> None:
+        await self._db._execute(fn, self._db._conn)
 
-class _Pending:
-    """`await conn.execute(...)` or `async with conn.execute(...) as cur`, like aiosqlite's."""
+    async def _guarded(self, sql: str, params: tuple, conflict: Exception) -> None:
+        if not await self._db.execute_fetchall(f"{sql} RETURNING 1", params):
+            raise conflict
 
-    def __init__(self, run: Callable[[], Any]) -> None:
-        self._run = run
+    async def answer_context(self, event_key: str, session_id: str) -> AnswerContext:
+        prior = await self.find_answer(event_key)
+        session = await self.get_session(session_id)
+        if session is None:
+            return AnswerContext(prior, None, None, None, None)
+        # the old engine knew the owner from its player-id cache: no read
+        player = self._baseline.players.get(session.player_id) or await self.get_player(session.player_id)
+        assert player is not None
+        self._baseline.players[player.id] = player
+        return AnswerContext(prior, session, player, await self.get_item(session.id, session.position), None)
 
-    def __await__(self) -> Generator[Any, None, _Fetched]:
-        return self._run().__await__()
+    async def add_score(self, scope: str, week: str, month: str, player_id: int, points: int, answered: int,
+                        correct: int, now: float) -> None:
+        await self._db.execute_fetchall(
+            "INSERT INTO player_totals (player_id, points, answered, correct) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (player_id) DO UPDATE SET points = player_totals.points + excluded.points, "
+            "answered = player_totals.answered + excluded.answered, "
+            "correct = player_totals.correct + excluded.correct RETURNING 1",
+            (player_id, points, answered, correct))
+        team = await self.team_of(player_id)
+        periods = [week, month, "all"]
+        await self._db.executemany(
+            "INSERT INTO score_periods (scope, period, player_id, points, answered, correct, reached_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, period, player_id) DO UPDATE SET "
+            "points = score_periods.points + excluded.points, answered = score_periods.answered + excluded.answered, "
+            "correct = score_periods.correct + excluded.correct, "
+            "reached_at = CASE WHEN excluded.points > 0 THEN excluded.reached_at ELSE score_periods.reached_at END",
+            [(scope, p, player_id, points, answered, correct, now) for p in periods])
+        if team is not None and points:
+            await self._db.executemany(
+                "INSERT INTO team_periods (scope, period, team_id, points, reached_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (scope, period, team_id) DO UPDATE SET points = team_periods.points + excluded.points, "
+                "reached_at = excluded.reached_at",
+                [(scope, p, team.id, points, now) for p in periods])
 
-    async def __aenter__(self) -> _Fetched:
-        return await self._run()
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-def _fetch(conn: sqlite3.Connection, sql: str, params: Any) -> _Fetched:
-    cur = conn.execute(sql, params or ())
-    rows = cur.fetchall()
-    return _Fetched(rows, cur.rowcount)
-
-
-def _fetch_many(conn: sqlite3.Connection, sql: str, params: Iterable) -> _Fetched:
-    cur = conn.executemany(sql, params)
-    return _Fetched([], cur.rowcount)
-
-
-class _OneTrip:
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-
-    def execute(self, sql: str, params: Any = None) -> _Pending:
-        return _Pending(lambda: self._db._execute(_fetch, self._db._conn, sql, params))
-
-    def executemany(self, sql: str, params: Iterable) -> _Pending:
-        return _Pending(lambda: self._db._execute(_fetch_many, self._db._conn, sql, list(params)))
-
-    async def execute_fetchall(self, sql: str, params: Any = None) -> list:
-        return (await self._db._execute(_fetch, self._db._conn, sql, params))._rows
-
-
-class _Inline:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def execute(self, sql: str, params: Any = None) -> _Pending:
-        async def run() -> _Fetched:
-            return _fetch(self._conn, sql, params)
-
-        return _Pending(run)
-
-    def executemany(self, sql: str, params: Iterable) -> _Pending:
-        async def run() -> _Fetched:
-            return _fetch_many(self._conn, sql, params)
-
-        return _Pending(run)
-
-    async def execute_fetchall(self, sql: str, params: Any = None) -> list:
-        return _fetch(self._conn, sql, params)._rows
+    async def apply_scores(self) -> None:
+        return None  # the aggregates were updated by every answer
 
 
-class OneRoundTripStore(SqliteStore):
-    """The shipped store (BEGIN IMMEDIATE, lock, COMMIT), one thread round trip per statement."""
+class BaselineStore(SqliteStore):
+    """One transaction per COMMIT, serialised by an asyncio lock, as before group commit."""
+
+    def __init__(self, path: Any, **kwargs: Any) -> None:
+        super().__init__(path, **{"synchronous": "NORMAL", **kwargs})
+        self.lock = asyncio.Lock()
+        self.players: dict[int, PlayerRow] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        async with super().transaction():
-            assert self._db is not None
-            yield SqliteTx(_OneTrip(self._db))  # type: ignore[arg-type]
-
-
-class InlineStore(SqliteStore):
-    """The shipped store's schema, pragmas, lock and SQL, with sqlite3 called on the event-loop thread."""
-
-    _conn: sqlite3.Connection | None = None
-
-    async def open(self) -> None:
-        await super().open()  # migrations and pragmas through the real store
-        await super().close()
-        self._conn = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in (f"busy_timeout = {int(self.busy_timeout_ms)}", "journal_mode = WAL",
-                       f"synchronous = {self.synchronous}", "foreign_keys = ON"):
-            self._conn.execute(f"PRAGMA {pragma}")
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        conn = self._conn
-        assert conn is not None
-        async with self._lock:
+        db = self._db
+        assert db is not None
+        async with self.lock:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+                await db.execute("BEGIN IMMEDIATE")
+            except Exception as exc:
                 raise StoreBusy(str(exc)) from exc
+            tx = BaselineTx(self)
             try:
-                yield SqliteTx(_Inline(conn))  # type: ignore[arg-type]
+                yield tx
             except BaseException:
-                conn.execute("ROLLBACK")
+                await db.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            await db.execute("COMMIT")
+        tx.committed()
 
 
-VARIANTS: dict[str, type[SqliteStore]] = {
-    "shipped": SqliteStore,
-    "one-round-trip": OneRoundTripStore,
-    "inline": InlineStore,
+VARIANTS: dict[str, Callable[..., SqliteStore]] = {
+    "baseline (before group commit)": BaselineStore,
+    "group commit, synchronous NORMAL": functools.partial(SqliteStore, synchronous="NORMAL"),
 }

@@ -1,8 +1,9 @@
 """Teams, leaderboards, daily question posts, streaks and spaced review.
 
-A mixin of QuizEngine: it shares the engine's store, bank, clock and transaction helper. Scores are
-aggregated per period (week, month, all time) in the same transaction as the answer, so a
-leaderboard never sums raw answers.
+A mixin of QuizEngine: it shares the engine's store, bank, clock and transaction helper. Each scored
+result is recorded as a fact in the answer's transaction; the store folds the facts into per-period
+aggregates (week, month, all time) once per commit, and a read of totals, ranks or team points
+folds in any pending ones first, so a leaderboard never sums raw answers and never lags.
 
 Rules, documented in the README:
 - a player is in at most one team per workspace/server; team points are the points members earned
@@ -35,7 +36,7 @@ from .periods import (
     next_slot,
     parse_hhmm,
     period_key,
-    period_keys,
+    period_keys_window,
     period_label,
     streak,
     zone,
@@ -105,6 +106,7 @@ class CommunityMixin:
     default_tz: ZoneInfo
     _tz_cache: dict[str, ZoneInfo]
     _player_scope: dict[int, tuple[str, str]]
+    _period_cache: dict[ZoneInfo, tuple[float, float, str, str]]  # zone -> span, week key, month key
 
     # -- helpers used inside engine transactions ---------------------------------------------------
 
@@ -126,14 +128,15 @@ class CommunityMixin:
 
     async def _record_result(self: QuizEngine, tx: Tx, player_id: int, points: int, answered: int, correct: int,
                              now: float) -> None:
-        """Totals plus the week/month/all aggregates of the player and their team."""
-        await tx.add_to_totals(player_id, points, answered, correct)
+        """A scoring fact; totals and the week/month/all aggregates of the player and their team
+        follow from the facts, once per commit (see Tx.apply_scores)."""
         platform, tenant = await self._scope_of_player(tx, player_id)
         tz = await self._tenant_tz(tx, platform, tenant)
-        team = await tx.team_of(player_id)
-        instant = datetime.fromtimestamp(now, UTC)
-        await tx.add_period_scores(scope_of(platform, tenant), period_keys(instant, tz), player_id,
-                                   team.id if team else None, points, answered, correct, now)
+        start, end, week, month = self._period_cache.get(tz, (0.0, 0.0, "", ""))
+        if not start <= now < end:
+            (week, month, _), start, end = period_keys_window(datetime.fromtimestamp(now, UTC), tz)
+            self._period_cache[tz] = (start, end, week, month)
+        await tx.add_score(scope_of(platform, tenant), week, month, player_id, points, answered, correct, now)
 
     async def _record_activity(self: QuizEngine, tx: Tx, player_id: int, now: float) -> None:
         platform, tenant = await self._scope_of_player(tx, player_id)
@@ -160,6 +163,7 @@ class CommunityMixin:
         now = self._now()
         scope = scope_of(player.platform, player.tenant)
         async with self._tx() as tx:
+            await tx.apply_scores()
             pid = await self._player_id(tx, player)
             current = await tx.team_of(pid)
             if action == "create":
@@ -203,6 +207,7 @@ class CommunityMixin:
             raise errors.BadRequest("The period is `week`, `month` or `all`.")
         scope = scope_of(player.platform, player.tenant)
         async with self._tx() as tx:
+            await tx.apply_scores()
             pid = await self._player_id(tx, player)
             tz = await self._tenant_tz(tx, player.platform, player.tenant)
             instant = self.clock.now()

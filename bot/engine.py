@@ -60,7 +60,7 @@ from .replies import (
 )
 from .scoring import points_for
 from .store import AnswerRow, ItemRow, SessionRow, Store, Tx
-from .store.base import StoreBusy
+from .store.base import AnswerContext, DuplicateAnswer, StoreBusy, WriteConflict
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,11 @@ class QuizEngine(CommunityMixin):
         self.store = store
         self.default_tz = ZoneInfo(timezone)
         self._tz_cache: dict[str, ZoneInfo] = {}
+        self._period_cache: dict[ZoneInfo, tuple[float, float, str, str]] = {}
+        self._choices: dict[tuple[str, str], tuple[Choice, ...]] = {}  # (question, order) -> shown choices
         self._player_scope: dict[int, tuple[str, str]] = {}
         # (platform, tenant, user) -> (player id, display name), filled only after a commit
         self._player_ids: dict[tuple[str, str, str], tuple[int, str]] = {}
-        self._committing: dict[tuple[str, str, str], tuple[int, str]] = {}
         self.bank = bank
         self.clock = clock
         self.rng = rng or random.Random()
@@ -101,27 +102,37 @@ class QuizEngine(CommunityMixin):
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Tx]:
+        """A store transaction; leaving it returns only after the commit that holds its writes."""
         try:
             async with self.store.transaction() as tx:
-                # transactions on one store run one at a time, so this scratch space is not shared
-                self._committing = {}
                 yield tx
         except StoreBusy as exc:
             raise errors.Busy() from exc
-        self._player_ids.update(self._committing)
+        except WriteConflict as exc:
+            # another process changed what this call read (only a store without a write lock per
+            # transaction lets that happen); nothing was written, so the player may simply retry
+            raise errors.Busy() from exc
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
 
-    async def _player_id(self, tx: Tx, player: Player) -> int:
+    @staticmethod
+    def _name(player: Player) -> str:
         # a crafted payload can carry lone surrogates, which no database encoding accepts
-        name = player.display_name.encode("utf-8", "replace").decode("utf-8")
+        return player.display_name.encode("utf-8", "replace").decode("utf-8")
+
+    async def _player_id(self, tx: Tx, player: Player) -> int:
+        name = self._name(player)
         known = self._player_ids.get(player.key)
         if known is not None and (not name or name == known[1]):
             return known[0]  # ids never change; skip a write per call
         pid = await tx.upsert_player(player.platform, player.tenant, player.user, name, self._now())
-        self._committing[player.key] = (pid, name or (known[1] if known else ""))
+        self._remember_player(tx, player, pid, name or (known[1] if known else ""))
         return pid
+
+    def _remember_player(self, tx: Tx, player: Player, pid: int, name: str) -> None:
+        """Cache the player's id and name once the transaction that wrote them has committed."""
+        tx.after_commit(lambda: self._player_ids.__setitem__(player.key, (pid, name)))
 
     async def _owned_session(self, tx: Tx, player: Player, session_id: str | None) -> SessionRow:
         pid = await self._player_id(tx, player)
@@ -156,7 +167,10 @@ class QuizEngine(CommunityMixin):
     def _card(self, session: SessionRow, item: ItemRow) -> QuestionCard:
         mode = MODES[session.mode]
         q = self.bank.question(item.question_id)
-        choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(orig)]) for i, orig in enumerate(item.choice_order))
+        choices = self._choices.get((q.id, item.choice_order))
+        if choices is None:
+            choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(orig)]) for i, orig in enumerate(item.choice_order))
+            self._choices[(q.id, item.choice_order)] = choices
         return QuestionCard(
             session_id=session.id,
             question_id=q.id,
@@ -209,13 +223,15 @@ class QuizEngine(CommunityMixin):
     # closing a question and moving on
 
     async def _close_item(self, tx: Tx, session: SessionRow, item: ItemRow, outcome: str, now: float,
-                          points: int = 0) -> list[Reply]:
-        """Close the current item (compare-and-set) and open the next one or finish the session."""
+                          points: int = 0, next_item: ItemRow | None = None) -> list[Reply]:
+        """Close the current item and open the next one or finish the session: the one place where a
+        question closes. `item` was read open in this transaction; the close is still guarded (a
+        WriteConflict if another transaction closed it first). `next_item`, if the caller already
+        read it, saves a read."""
         mode = MODES[session.mode]
         q = self.bank.question(item.question_id)
         item.status, item.points, item.closed_at = outcome, points, now
-        if not await tx.close_item_if_open(item):
-            return []
+        await tx.close_item(item)
         replies: list[Reply] = []
         shown = self._shown_answer(q, item)
         if outcome == "timeout":
@@ -229,8 +245,8 @@ class QuizEngine(CommunityMixin):
         session.points += points
         session.position += 1
         if session.position < session.total:
-            nxt = await tx.get_item(session.id, session.position)
-            assert nxt is not None
+            nxt = next_item if next_item is not None else await tx.get_item(session.id, session.position)
+            assert nxt is not None and nxt.position == session.position
             self._open_item(nxt, mode, now)
             await tx.update_item(nxt)
             await tx.update_session(session)
@@ -347,21 +363,36 @@ class QuizEngine(CommunityMixin):
 
     async def answer(self, player: Player, session_id: str, question_id: str, choice: str, event_id: str,
                      *, route: str | None = None) -> list[Reply]:
-        """Record one answer. The same event id twice is recorded once and gets the same feedback."""
+        """Record one answer. The same event id twice is recorded once and gets the same feedback.
+
+        The database's unique keys decide what is a duplicate: if the answer's insert finds its event
+        key (or its attempt) already stored, the call runs again and replays the stored answer.
+        """
+        try:
+            return await self._answer(player, session_id, question_id, choice, event_id, route)
+        except errors.Busy as exc:
+            if not isinstance(exc.__cause__, DuplicateAnswer):
+                raise
+        return await self._answer(player, session_id, question_id, choice, event_id, route)
+
+    async def _answer(self, player: Player, session_id: str, question_id: str, choice: str, event_id: str,
+                      route: str | None) -> list[Reply]:
         shown = (choice or "").strip().upper()
         key = f"{player.platform}:{event_id}"
         now = self._now()
+        self.store.prefetch_answer_context(key, session_id)
         async with self._tx() as tx:
-            prior = await tx.find_answer(key)
-            if prior is not None:
-                return await self._replay(tx, player, prior)
-            session = await self._owned_session(tx, player, session_id)
+            # one read: the answer already stored under this key, the session, its owner, the current
+            # and the next item
+            ctx = await tx.answer_context(key, session_id)
+            if ctx.prior is not None:
+                return await self._replay(tx, player, ctx.prior)
+            session, item = await self._owned_context(tx, player, ctx)
             if session.status != "open":
                 raise errors.SessionClosed()
             if route is not None and route != session.route:
                 session.route = route
                 await tx.update_session(session)
-            item = await tx.get_item(session.id, session.position)
             if item is None or item.question_id != question_id or item.status != "open":
                 raise errors.QuestionClosed()
             if shown not in LETTERS:
@@ -371,26 +402,39 @@ class QuizEngine(CommunityMixin):
             attempt = item.attempts_used + 1
             original = item.choice_order[LETTERS.index(shown)]
             if item.deadline is not None and now >= item.deadline:
-                await tx.insert_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
+                await tx.record_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
                                                  original, shown, "late", 0, key, now))
                 item.attempts_used = attempt
-                return await self._close_item(tx, session, item, "timeout", now)
+                return await self._close_item(tx, session, item, "timeout", now, next_item=ctx.next_item)
             if attempt > mode.attempts:
                 raise errors.NoAttemptsLeft()
             correct = original == q.answer
             points = points_for(q.difficulty, correct=correct, attempt=attempt, hint_used=item.hint_used,
                                 scored=mode.scored)
-            if not await tx.insert_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
-                                                    original, shown, "correct" if correct else "wrong", points,
-                                                    key, now)):
-                raise errors.QuestionClosed()
+            await tx.record_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
+                                             original, shown, "correct" if correct else "wrong", points, key, now))
             item.attempts_used = attempt
             feedback = self._feedback(q, item, mode, shown, correct, points, attempt)
             if not feedback.final:
                 await tx.update_item(item)
                 return [feedback]
             return [feedback] + await self._close_item(tx, session, item, "correct" if correct else "wrong", now,
-                                                       points)
+                                                       points, ctx.next_item)
+
+    async def _owned_context(self, tx: Tx, player: Player, ctx: AnswerContext) -> tuple[SessionRow, ItemRow | None]:
+        """The session of an answer, checked against the caller with the owner read alongside it."""
+        session, owner = ctx.session, ctx.player
+        if session is None or owner is None:
+            raise errors.SessionNotFound()
+        if (owner.platform, owner.tenant, owner.user_id) != player.key:
+            raise errors.NotYourSession()
+        self._player_scope[owner.id] = (owner.platform, owner.tenant)
+        name = self._name(player)
+        if name and name != owner.display_name:
+            await self._player_id(tx, player)  # renamed: store the new name
+        elif player.key not in self._player_ids:
+            self._remember_player(tx, player, owner.id, owner.display_name)
+        return session, ctx.item
 
     async def _replay(self, tx: Tx, player: Player, prior: AnswerRow) -> list[Reply]:
         session = await tx.get_session(prior.session_id)
@@ -548,6 +592,7 @@ class QuizEngine(CommunityMixin):
 
     async def stats(self, player: Player) -> list[Reply]:
         async with self._tx() as tx:
+            await tx.apply_scores()
             pid = await self._player_id(tx, player)
             totals = await tx.totals(pid)
             badges = await tx.badges(pid)

@@ -41,6 +41,15 @@ def period_keys(instant: datetime, tz: ZoneInfo) -> list[str]:
     return [period_key(kind, instant, tz) for kind in PERIODS]
 
 
+def period_keys_window(instant: datetime, tz: ZoneInfo) -> tuple[list[str], float, float]:
+    """period_keys(instant, tz) and a span of UTC seconds around `instant` in which they hold: the
+    local day, less an hour at each end, so that no daylight-saving change at midnight can matter."""
+    day = instant.astimezone(tz).date()
+    start = datetime.combine(day, time(0), tzinfo=tz).timestamp() + 3600
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).timestamp() - 3600
+    return period_keys(instant, tz), start, end
+
+
 def period_label(kind: str, instant: datetime, tz: ZoneInfo) -> str:
     local = instant.astimezone(tz)
     if kind == "week":

@@ -7,12 +7,26 @@ tests/bot/test_store_contract.py. All times are UTC epoch seconds (floats).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 
 class StoreBusy(Exception):
     """The database stayed locked by another writer for longer than the busy timeout."""
+
+
+class WriteConflict(Exception):
+    """A guarded write found its row changed by another transaction; the whole call may run again.
+
+    A store may send writes later than the call that queued them (at its next read or at commit), so
+    this can surface from any later call in the transaction or from leaving it; the transaction is
+    rolled back whole either way.
+    """
+
+
+class DuplicateAnswer(WriteConflict):
+    """The answer's idempotency key (or its session/position/attempt) is already stored: replay it."""
 
 
 @dataclass
@@ -87,6 +101,18 @@ class ItemAnswerRow:
 
 
 @dataclass
+class AnswerContext:
+    """Everything an answer needs, read together: the answer already stored under the event key (if
+    any), the session, its owner, its current item and the item after it."""
+
+    prior: AnswerRow | None
+    session: SessionRow | None
+    player: PlayerRow | None
+    item: ItemRow | None
+    next_item: ItemRow | None
+
+
+@dataclass
 class Totals:
     points: int = 0
     answered: int = 0
@@ -145,7 +171,42 @@ class RankRow:
 
 
 class Tx(ABC):
-    """One database transaction. Every method is a single plain-SQL statement or two."""
+    """One database transaction. Every method is a single plain-SQL statement or two.
+
+    Methods that return nothing may be sent to the database later (with the transaction's next read
+    or its commit), so their errors can surface from a later call or from leaving the transaction.
+    Reads always see the transaction's earlier writes.
+    """
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once the transaction's writes are committed (never if they are rolled back):
+        the place to update in-process caches with what this transaction wrote."""
+        self.__dict__.setdefault("_after_commit", []).append(hook)
+
+    def committed(self) -> None:
+        """Called by the store after the commit that holds this transaction."""
+        for hook in self.__dict__.pop("_after_commit", []):
+            hook()
+
+    async def answer_context(self, event_key: str, session_id: str) -> AnswerContext:
+        """One joined read in stores that can; composed from the single reads here."""
+        prior = await self.find_answer(event_key)
+        session = await self.get_session(session_id)
+        if session is None:
+            return AnswerContext(prior, None, None, None, None)
+        return AnswerContext(prior, session, await self.get_player(session.player_id),
+                             await self.get_item(session.id, session.position),
+                             await self.get_item(session.id, session.position + 1))
+
+    async def record_answer(self, answer: AnswerRow) -> None:
+        """Insert an answer; the database's unique keys decide: a duplicate raises DuplicateAnswer."""
+        if not await self.insert_answer(answer):
+            raise DuplicateAnswer(answer.event_key)
+
+    async def close_item(self, item: ItemRow) -> None:
+        """Write the closed `item` if the stored row is still open, else raise WriteConflict."""
+        if not await self.close_item_if_open(item):
+            raise WriteConflict(f"item {item.session_id}/{item.position} is no longer open")
 
     @abstractmethod
     async def upsert_player(self, platform: str, tenant: str, user_id: str, display_name: str, now: float) -> int: ...
@@ -174,9 +235,8 @@ class Tx(ABC):
     async def insert_answer(self, answer: AnswerRow) -> bool:
         """False if the event key (or session/position/attempt) was already recorded."""
     @abstractmethod
-    async def add_to_totals(self, player_id: int, points: int, answered: int, correct: int) -> None: ...
-    @abstractmethod
-    async def totals(self, player_id: int) -> Totals: ...
+    async def totals(self, player_id: int) -> Totals:
+        """As of the last apply_scores()."""
     @abstractmethod
     async def award_badge(self, player_id: int, badge: str, session_id: str, now: float) -> bool:
         """Compare-and-set: True only for the call that created the badge."""
@@ -231,8 +291,14 @@ class Tx(ABC):
 
     # -- leaderboards ---------------------------------------------------------------------------
     @abstractmethod
-    async def add_period_scores(self, scope: str, periods: list[str], player_id: int, team_id: int | None,
-                                points: int, answered: int, correct: int, now: float) -> None: ...
+    async def add_score(self, scope: str, week: str, month: str, player_id: int, points: int, answered: int,
+                        correct: int, now: float) -> None:
+        """Record a scoring fact (with the player's team at this moment). Totals and the week, month
+        and all-time aggregates of the player and the team follow from the facts: see apply_scores."""
+    @abstractmethod
+    async def apply_scores(self) -> None:
+        """Fold the facts recorded since the last apply into the aggregates (a watermark says how far).
+        Call it before reading totals, ranks or team points; stores also run it once per commit."""
     @abstractmethod
     async def top_players(self, scope: str, period: str, limit: int) -> list[RankRow]: ...
     @abstractmethod
@@ -298,11 +364,28 @@ class Tx(ABC):
 
 
 class Store(ABC):
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     @abstractmethod
     async def open(self) -> None: ...
     @abstractmethod
     async def close(self) -> None: ...
     @abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction; leaving the block returns only after the commit that holds its writes."""
     @abstractmethod
     async def schema_version(self) -> int: ...
+    def prefetch_answer_context(self, event_key: str, session_id: str) -> None:
+        """A hint that the caller's next transaction starts with answer_context(event_key, session_id):
+        a store may read it early, together with other waiting callers' (nothing happens by default).
+        The transaction's answer_context still returns what a read in the transaction would."""
+        return None
+
+    @abstractmethod
+    async def rebuild_scores(self) -> None:
+        """Recompute every aggregate (totals, periods, per-score counts, teams) from the facts alone."""

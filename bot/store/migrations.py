@@ -226,3 +226,38 @@ MIGRATIONS.append(
         """,
     )
 )
+
+MIGRATIONS.append(
+    (
+        5,
+        "scoring facts, applied to the aggregates per batch behind a watermark",
+        """
+        CREATE TABLE score_facts (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            week TEXT,
+            month TEXT,
+            in_all INTEGER NOT NULL,
+            player_id INTEGER REFERENCES players(id),
+            team_id INTEGER,
+            points INTEGER NOT NULL,
+            answered INTEGER NOT NULL,
+            correct INTEGER NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE TABLE score_watermark (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            applied_to INTEGER NOT NULL
+        );
+        INSERT INTO score_facts (scope, week, month, in_all, player_id, team_id, points, answered, correct, at)
+            SELECT scope, CASE WHEN period LIKE 'w%' THEN period END, CASE WHEN period LIKE 'm%' THEN period END,
+                   period = 'all', player_id, NULL, points, answered, correct, reached_at
+            FROM score_periods ORDER BY scope, period, player_id;
+        INSERT INTO score_facts (scope, week, month, in_all, player_id, team_id, points, answered, correct, at)
+            SELECT scope, CASE WHEN period LIKE 'w%' THEN period END, CASE WHEN period LIKE 'm%' THEN period END,
+                   period = 'all', NULL, team_id, points, 0, 0, reached_at
+            FROM team_periods ORDER BY scope, period, team_id;
+        INSERT INTO score_watermark (id, applied_to) SELECT 1, COALESCE(MAX(id), 0) FROM score_facts;
+        """,
+    )
+)

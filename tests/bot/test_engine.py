@@ -330,3 +330,79 @@ async def test_set_route_only_for_the_open_question(engine, bank, alice, store):
     await engine.answer(alice, card.session_id, card.question_id, correct_letter(bank, card), "sr1")
     assert await engine.set_route(card.session_id, card.question_id, "stale") is False
     assert await rows(store, "SELECT route FROM sessions") == [("route-1",)]
+
+
+async def test_a_duplicate_found_by_the_insert_is_replayed(engine, bank, alice, store, monkeypatch):
+    """A store whose read can miss a concurrent duplicate (several processes without a write lock)
+    still stores one answer: the insert's unique key decides and the call replays the stored one."""
+    card = card_of(await engine.start(alice, "challenge"))
+    first = await engine.answer(alice, card.session_id, card.question_id, correct_letter(bank, card), "ev1")
+    real = type(await _tx_of(store)).answer_context
+    misses = []
+
+    async def miss_once(self, event_key, session_id):
+        ctx = await real(self, event_key, session_id)
+        if not misses:
+            misses.append(event_key)
+            # as if read before the other process committed: no prior answer, the question still open
+            ctx.prior, ctx.session.position = None, 0
+            ctx.item, ctx.next_item = await self.get_item(session_id, 0), await self.get_item(session_id, 1)
+            ctx.item.status, ctx.item.attempts_used, ctx.next_item.status = "open", 0, "pending"
+        return ctx
+
+    monkeypatch.setattr(type(await _tx_of(store)), "answer_context", miss_once)
+    again = await engine.answer(alice, card.session_id, card.question_id, correct_letter(bank, card), "ev1")
+    assert misses == ["console:ev1"] and again == first
+    assert await rows(store, "SELECT event_key FROM answers") == [("console:ev1",)]
+
+
+async def _tx_of(store):
+    async with store.transaction() as tx:
+        return tx
+
+
+async def test_acknowledged_means_committed_for_every_caller_of_a_batch(engine, bank, store, tmp_path):
+    """Forty players answer at once (their answers share COMMITs): when a call returns, its answer is
+    already visible to another connection, and the scores read right after include it."""
+    from bot.replies import Player
+    from bot.store import SqliteStore
+
+    players = [Player("console", "local", f"p{i}", f"P{i}") for i in range(40)]
+    cards = [card_of(await engine.start(p, "challenge")) for p in players]
+    async with SqliteStore(tmp_path / "quiz.sqlite3") as other:
+
+        async def answer(p, card) -> bool:
+            await engine.answer(p, card.session_id, card.question_id, correct_letter(bank, card), f"b-{p.user}")
+            async with other.transaction() as tx:
+                return await tx.find_answer(f"console:b-{p.user}") is not None
+
+        seen = await asyncio.gather(*(answer(p, c) for p, c in zip(players, cards, strict=True)))
+    assert all(seen)
+    [board] = await engine.leaderboard(players[0], "players", "all", limit=50)
+    assert len(board.entries) == 40 and {e.points for e in board.entries} == {
+        BASE_POINTS[bank.question(c.question_id).difficulty] for c in cards}
+
+
+@pytest.mark.parametrize("zone_name", ["UTC", "Europe/Berlin", "America/Santiago", "Asia/Kathmandu"])
+def test_period_keys_hold_over_their_window(zone_name):
+    """The engine reuses a week/month key pair within the window period_keys_window gives; every
+    instant of the window (sampled each 50 minutes over a year, across daylight-saving changes,
+    including zones that switch at midnight) has exactly those keys."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from bot.periods import period_keys, period_keys_window
+
+    tz = ZoneInfo(zone_name)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    windows = 0
+    while t < datetime(2027, 1, 1, tzinfo=UTC):
+        keys, start, end = period_keys_window(t, tz)
+        assert end - start >= 20 * 3600, (zone_name, t)  # long enough to be worth caching
+        probe = datetime.fromtimestamp(start, UTC)
+        while probe.timestamp() < end:
+            assert period_keys(probe, tz) == keys, (zone_name, probe)
+            probe += timedelta(minutes=50)
+        windows += 1
+        t += timedelta(days=1)
+    assert windows == 365

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import AnswerRow, ItemRow, SessionRow, SqliteStore, StoreBusy
+from bot import errors
+from bot.store import AnswerRow, ItemRow, SessionRow, SqliteStore, StoreBusy, Totals
+from bot.store.base import AnswerContext, DuplicateAnswer, WriteConflict
 from bot.store.migrations import MIGRATIONS
 from bot.store.sqlite import split_statements
 
@@ -23,6 +25,15 @@ STORES = {"sqlite": sqlite_file}
 @pytest.fixture(params=sorted(STORES))
 async def any_store(request, tmp_path):
     s = STORES[request.param](tmp_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def peer(any_store, request, tmp_path):
+    """A second store on the same database, opened as another process would."""
+    s = STORES[request.node.callspec.params["any_store"]](tmp_path)
     await s.open()
     yield s
     await s.close()
@@ -87,8 +98,9 @@ async def test_badge_once_and_totals(any_store):
         assert await tx.award_badge(pid, "Mastery", "s1", 1.0) is True
         assert await tx.award_badge(pid, "Mastery", "s1", 2.0) is False
         assert await tx.badges(pid) == ["Mastery"]
-        await tx.add_to_totals(pid, 30, 1, 1)
-        await tx.add_to_totals(pid, 0, 1, 0)
+        await tx.add_score("console:local", "w2026-01", "m2026-01", pid, 30, 1, 1, 5.0)
+        await tx.add_score("console:local", "w2026-01", "m2026-01", pid, 0, 1, 0, 6.0)
+        await tx.apply_scores()
         t = await tx.totals(pid)
         assert (t.points, t.answered, t.correct) == (30, 2, 1)
 
@@ -174,3 +186,158 @@ async def test_busy_beyond_timeout_is_a_typed_error(tmp_path):
         blocker.execute("ROLLBACK")
         blocker.close()
         await store.close()
+
+
+# -- group commit, guarded writes, scoring facts ----------------------------------------------------
+
+
+async def test_answer_context_reads_answer_session_owner_and_items_together(any_store):
+    async with any_store.transaction() as tx:
+        pid = await tx.upsert_player("slack", "T1", "U1", "Ann", 1.0)
+        await _session(tx, pid)
+        await tx.record_answer(AnswerRow("s1", 0, 1, "q-1", pid, "A", "A", "wrong", 0, "k1", 5.0))
+        ctx = await tx.answer_context("k1", "s1")
+        assert ctx.prior == AnswerRow("s1", 0, 1, "q-1", pid, "A", "A", "wrong", 0, "k1", 5.0)
+        assert ctx.session.id == "s1" and ctx.player.user_id == "U1" and ctx.player.display_name == "Ann"
+        assert (ctx.item.position, ctx.item.question_id, ctx.next_item.question_id) == (0, "q-1", "q-2")
+        missing = await tx.answer_context("k2", "nope")
+        assert missing == AnswerContext(None, None, None, None, None)
+
+
+async def test_duplicate_answer_and_lost_close_roll_the_transaction_back(any_store):
+    async with any_store.transaction() as tx:
+        pid = await tx.upsert_player("console", "local", "u", "U", 1.0)
+        await _session(tx, pid)
+    row = AnswerRow("s1", 0, 1, "q-1", pid, "A", "A", "correct", 30, "k1", 5.0)
+    async with any_store.transaction() as tx:
+        await tx.record_answer(row)
+    with pytest.raises(DuplicateAnswer):
+        async with any_store.transaction() as tx:
+            await tx.update_item(ItemRow("s1", 1, "q-2", "DCBA", "open"))
+            await tx.record_answer(AnswerRow("s1", 0, 2, "q-1", pid, "B", "B", "wrong", 0, "k1", 6.0))
+    async with any_store.transaction() as tx:
+        item = await tx.get_item("s1", 0)
+        item.status = "correct"
+        await tx.close_item(item)
+    with pytest.raises(WriteConflict):
+        async with any_store.transaction() as tx:
+            await tx.close_item(item)
+    async with any_store.transaction() as tx:
+        assert (await tx.get_item("s1", 1)).status == "pending"  # rolled back with the duplicate
+        assert await tx.find_answer("k1") == row
+
+
+async def test_after_commit_hooks_run_only_after_a_commit(any_store):
+    ran: list[str] = []
+    async with any_store.transaction() as tx:
+        await tx.upsert_player("console", "local", "u", "U", 1.0)
+        tx.after_commit(lambda: ran.append("kept"))
+        assert ran == []
+    with pytest.raises(errors.BadRequest):
+        async with any_store.transaction() as tx:
+            tx.after_commit(lambda: ran.append("rolled back"))
+            raise errors.BadRequest("no")
+    assert ran == ["kept"]
+
+
+async def test_concurrent_transactions_share_commits_and_fail_alone(any_store, peer):
+    """Twenty transactions at once: the one that breaks a unique rule fails alone, the others are
+    stored, and each caller returns only once its writes are committed (seen by a fresh reader)."""
+    async with any_store.transaction() as tx:
+        pids = [await tx.upsert_player("console", "local", f"u{i}", "U", 1.0) for i in range(20)]
+        await _session(tx, pids[7], "taken")
+
+    async def one(i: int) -> str:
+        try:
+            async with any_store.transaction() as tx:
+                await _session(tx, pids[i], f"s{i}")  # pids[7] already has an open session
+        except Exception as exc:  # noqa: BLE001 - the backend's integrity error
+            return type(exc).__name__
+        async with peer.transaction() as ptx:
+            return "stored" if await ptx.get_session(f"s{i}") is not None else "lost"
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(20)))
+    assert outcomes[7] == "IntegrityError" and set(outcomes[:7] + outcomes[8:]) == {"stored"}
+    async with any_store.transaction() as tx:
+        assert await tx.get_session("s7") is None and (await tx.get_session("taken")).player_id == pids[7]
+
+
+async def _scored_scope(store) -> tuple[int, int, int]:
+    async with store.transaction() as tx:
+        a = await tx.upsert_player("slack", "T1", "UA", "Ann", 1.0)
+        b = await tx.upsert_player("slack", "T1", "UB", "Bob", 1.0)
+        team = await tx.create_team("slack:T1", "Owls", "owls", a, 1.0)
+        await tx.join_team(a, team, 1.0)
+        await tx.add_score("slack:T1", "w2026-48", "m2026-11", a, 30, 1, 1, 10.0)
+        await tx.add_score("slack:T1", "w2026-48", "m2026-11", b, 30, 1, 1, 11.0)
+    async with store.transaction() as tx:
+        await tx.add_score("slack:T1", "w2026-48", "m2026-11", b, 0, 1, 0, 12.0)
+        await tx.add_score("slack:T1", "w2026-49", "m2026-12", a, 20, 1, 1, 20.0)
+        await tx.add_score("slack:T1", "w2026-49", "m2026-12", b, 0, 1, 0, 21.0)
+    return a, b, team
+
+
+async def _boards(store, a: int, b: int) -> list:
+    async with store.transaction() as tx:
+        await tx.apply_scores()
+        return [await tx.totals(a), await tx.totals(b),
+                [(r.name, r.points) for r in await tx.top_players("slack:T1", "all", 10)],
+                [(r.name, r.points) for r in await tx.top_players("slack:T1", "w2026-48", 10)],
+                await tx.player_rank("slack:T1", "all", b), await tx.player_rank("slack:T1", "m2026-11", b),
+                [(r.name, r.points, r.members) for r in await tx.top_teams("slack:T1", "all", False, 10)],
+                [(r.name, r.points) for r in await tx.list_teams("slack:T1")]]
+
+
+async def test_scores_follow_the_facts_and_rebuild_to_the_same(any_store):
+    a, b, _ = await _scored_scope(any_store)
+    boards = await _boards(any_store, a, b)
+    assert boards == [
+        Totals(50, 2, 2), Totals(30, 3, 1),
+        [("Ann", 50), ("Bob", 30)],
+        [("Ann", 30), ("Bob", 30)],  # a tie: Ann reached 30 first
+        (2, 30), (2, 30),
+        [("Owls", 50, 1)], [("Owls", 50)],
+    ]
+    await any_store.rebuild_scores()
+    assert await _boards(any_store, a, b) == boards
+
+
+async def test_a_team_that_empties_keeps_nothing_and_its_id_starts_clean(any_store):
+    a, b, team = await _scored_scope(any_store)
+    async with any_store.transaction() as tx:
+        await tx.leave_team(a)
+        again = await tx.create_team("slack:T1", "Hawks", "hawks", b, 30.0)
+        await tx.join_team(b, again, 30.0)
+        await tx.add_score("slack:T1", "w2026-49", "m2026-12", b, 10, 1, 1, 31.0)
+    boards = await _boards(any_store, a, b)
+    assert boards[-2:] == [[("Hawks", 10, 1)], [("Hawks", 10)]]
+    await any_store.rebuild_scores()
+    assert await _boards(any_store, a, b) == boards
+
+
+async def test_sqlite_rebuilds_corrupted_aggregates_from_the_facts(tmp_path):
+    path = tmp_path / "scores.sqlite3"
+    async with SqliteStore(path) as store:
+        a, b, _ = await _scored_scope(store)
+        boards = await _boards(store, a, b)
+    raw = sqlite3.connect(path)
+    raw.executescript("UPDATE player_totals SET points = 999; DELETE FROM score_counts; "
+                      "UPDATE score_periods SET points = points + 7, reached_at = 0; DELETE FROM team_periods;")
+    raw.close()
+    async with SqliteStore(path) as store:
+        assert await _boards(store, a, b) != boards
+        await store.rebuild_scores()
+        assert await _boards(store, a, b) == boards
+    raw = sqlite3.connect(path)
+    counts = raw.execute("SELECT scope, period, points, players FROM score_counts ORDER BY 1, 2, 3").fetchall()
+    derived = raw.execute("SELECT scope, period, points, COUNT(*) FROM score_periods GROUP BY 1, 2, 3 "
+                          "ORDER BY 1, 2, 3").fetchall()
+    raw.close()
+    assert counts == derived and len(counts) == 8
+
+
+async def test_sqlite_commits_with_synchronous_full_by_default(tmp_path):
+    """FULL: each COMMIT is on disk (the WAL fsynced) before any caller of its batch gets a reply."""
+    async with SqliteStore(tmp_path / "full.sqlite3") as store, store.transaction() as tx:
+        assert await tx._one("PRAGMA synchronous") == (2,)  # type: ignore[attr-defined]
+        assert await tx._one("PRAGMA journal_mode") == ("wal",)  # type: ignore[attr-defined]

@@ -12,6 +12,11 @@ stdout, one flushed line per event, so that the test knows what a player was tol
     BADGE <user> <session>         a BadgeAwarded reply reached the player
     DONE                           every player finished its challenges
 
+`--die-at ack:N` makes the driver SIGKILL itself right after printing its N-th ACK line, and
+`--die-at commit:N` right after SQLite's N-th COMMIT after start-up returns, before any reply of that batch is
+released: kill points chosen by counts, so where they land does not depend on the engine's speed or
+on how many answers share a commit.
+
 Time is the wall clock plus `--offset` seconds, so the test can make the bot "down" for minutes
 without waiting: it restarts the driver with a larger offset. Choices are a pure function of the
 seed, the player and the question's place, so a restarted driver plays the same game.
@@ -22,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import signal
 import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -35,6 +42,7 @@ from bot.engine import QuizEngine
 from bot.modes import CHALLENGE
 from bot.replies import BadgeAwarded, Feedback, Player, QuestionCard, TimeUp
 from bot.store import SqliteStore
+from bot.store import sqlite as sqlite_store
 from tests.fakes.bank import correct_letter, wrong_letter
 
 PLATFORM, TENANT = "slack", "T1"
@@ -50,10 +58,34 @@ class OffsetClock(SystemClock):
         return super().now() + self.offset
 
 
+DIE_AT = {"ack": 0, "commit": 0}  # die right after the n-th of these (0: never)
+SEEN = {"ack": 0, "commit": 0}
+
+
+def count(kind: str) -> None:
+    SEEN[kind] += 1
+    if SEEN[kind] == DIE_AT[kind]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def emit(*parts: object) -> None:
     """One write per line, so a kill never leaves half a line behind."""
     sys.stdout.write(" ".join(map(str, parts)) + "\n")
     sys.stdout.flush()
+    if parts[0] == "ACK":
+        count("ack")
+
+
+def die_after_commits(n: int) -> None:
+    """Count the store's COMMITs on its connection's thread; the n-th is the last thing this process does."""
+    DIE_AT["commit"] = n
+    real = sqlite_store._commit
+
+    def commit_then_count(*args: object) -> None:
+        real(*args)
+        count("commit")
+
+    sqlite_store._commit = commit_then_count
 
 
 def player(index: int) -> Player:
@@ -138,6 +170,8 @@ async def run(args: argparse.Namespace, redeliver: list[dict]) -> None:
                 if isinstance(reply, TimeUp):
                     emit("EXPIRED", reply.session_id, reply.question_id)
     emit("READY")
+    if args.die_at and args.die_at.startswith("commit:"):
+        die_after_commits(int(args.die_at.split(":")[1]))
     for a in redeliver:
         await send(engine, player(int(a["user"][1:])), a["session"], a["question"], a["letter"], a["event"])
     await asyncio.gather(*(play(engine, i, args.rounds, args.seed) for i in range(args.players)))
@@ -154,7 +188,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--players", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redeliver", help="JSON list of answers a platform delivers again on start-up")
+    parser.add_argument("--die-at", help="ack:N or commit:N")
     args = parser.parse_args(argv)
+    if args.die_at and args.die_at.startswith("ack:"):
+        DIE_AT["ack"] = int(args.die_at.split(":")[1])
     redeliver = json.loads(Path(args.redeliver).read_text()) if args.redeliver else []
     asyncio.run(run(args, redeliver))
     return 0

@@ -1,8 +1,9 @@
 """Crash safety: SIGKILL a bot process playing 20 concurrent challenges, restart it, finish.
 
 The driver (crash_driver.py) prints `ACK <event>` only after engine.answer returned, i.e. after the
-answer's transaction committed. The test kills it at points chosen by a seeded RNG (after the n-th
-acknowledged answer, or right after start-up), sometimes moves its clock past every deadline before
+answer's transaction committed. The test kills it at points chosen by a seeded RNG and by counts, not
+time (right after the n-th acknowledged answer, right after the n-th COMMIT before its replies are
+released, right after start-up, and a few ms after the n-th answer), sometimes moves its clock past every deadline before
 the restart (the bot was "down" for minutes), redelivers the answers that were in flight (as a
 platform retries an unacknowledged event) plus a few that were acknowledged, and finally lets it
 run to the end. Then it checks, from the database alone: every acknowledged answer is stored
@@ -45,20 +46,32 @@ class Run:
         return [w[1:] for w in self.lines if w and w[0] == kind]
 
 
-def plan(rng: random.Random) -> list[tuple[int, float, float]]:
-    """Per kill: acknowledged answers to wait for (0: right after start-up), then a random delay of
-    at most 25 ms so that the kill lands anywhere in the transactions in flight, not just after an
-    answer's commit; and the downtime before the restart."""
-    kills = [(0 if i in (3, 9) else rng.randint(1, 25), rng.uniform(0, 0.025), DOWNTIME if i % 3 == 1 else 0.0)
-             for i in range(KILLS)]
-    assert sum(1 for k, _, _ in kills if k == 0) >= 2 and sum(1 for *_, d in kills if d) >= 3
+def plan(rng: random.Random) -> list[tuple[str, int, float, float]]:
+    """Per kill: how it is chosen, a count, a delay and the downtime before the restart.
+
+    Counts, not time, decide where most kills land, so the test covers the same ground however fast
+    the engine is and however many answers share a commit: `ready` (killed from outside right after
+    start-up), `ack` (the driver dies right after printing its n-th ACK), `commit` (it dies right
+    after SQLite's n-th COMMIT, before that batch's replies are released: committed, never
+    acknowledged). `outside` kills it from outside a random delay of at most 25 ms after the n-th
+    ACK, so that some kills land in the middle of transactions in flight.
+    """
+    kills = []
+    for i in range(KILLS):
+        how = "ready" if i in (3, 9) else ("ack", "commit", "outside")[i % 3]
+        n = rng.randint(1, 6) if how == "commit" else rng.randint(1, 25)
+        kills.append((how, n, rng.uniform(0, 0.025) if how == "outside" else 0.0, DOWNTIME if i % 3 == 1 else 0.0))
+    assert sum(1 for k in kills if k[0] == "ready") >= 2 and sum(1 for k in kills if k[3]) >= 3
+    assert sum(1 for k in kills if k[0] == "commit") >= 3
     return kills
 
 
-def start(tmp: Path, offset: float, redeliver: list[dict], n: int) -> subprocess.Popen[str]:
+def start(tmp: Path, offset: float, redeliver: list[dict], n: int, die_at: str | None) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "tests.reliability.crash_driver", "--db", str(tmp / "quiz.sqlite3"),
             "--bank", str(tmp / "bank"), "--offset", str(offset), "--seed", str(SEED),
             "--players", str(PLAYERS), "--rounds", str(ROUNDS)]
+    if die_at:
+        args += ["--die-at", die_at]
     if redeliver:
         path = tmp / f"redeliver-{n}.json"
         path.write_text(json.dumps(redeliver))
@@ -67,9 +80,9 @@ def start(tmp: Path, offset: float, redeliver: list[dict], n: int) -> subprocess
         return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
-def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], kill_after: int | None,
+def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], how: str | None, count: int = 0,
                delay: float = 0.0) -> Run:
-    """Run the driver; SIGKILL it `delay` s after the `kill_after`-th ACK line (0: after READY), or let it finish.
+    """Run the driver and kill it as `how` says (see plan), or let it finish (how is None).
 
     The delay is a bounded real wait on a real process: it only picks where the kill lands.
     """
@@ -79,7 +92,8 @@ def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], kill_aft
         hung.set()
         proc.kill()
 
-    proc = start(tmp, offset, redeliver, n)
+    proc = start(tmp, offset, redeliver, n, f"{how}:{count}" if how in ("ack", "commit") else None)
+    kill_after = {"ready": 0, "outside": count}.get(how or "")
     watchdog = threading.Timer(RUN_TIMEOUT, give_up)
     watchdog.start()
     run = Run()
@@ -171,8 +185,8 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
     offset = 0.0
     redeliver: list[dict] = []
     expected_expired: list[set[tuple[str, str]]] = []
-    killed = 0
-    for n, (kill_after, delay, downtime) in enumerate([*plan(rng), (None, 0.0, 0.0)]):
+    killed = committed_unacked = 0
+    for n, (how, count, delay, downtime) in enumerate([*plan(rng), (None, 0, 0.0, 0.0)]):
         if n:
             check_consistent(db)
         offset += downtime
@@ -180,16 +194,21 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
         due = overdue(db, time.time() + offset) if n else set()
         assert due or not downtime or not n, "the downtime should have left some deadline behind"
         expected_expired.append(due)
-        run = run_driver(tmp_path, n, offset, redeliver, kill_after, delay)
+        run = run_driver(tmp_path, n, offset, redeliver, how, count, delay)
         runs.append(run)
         # only a redelivery can be rejected: an answer to a question (or quiz) closed while the bot was down
         rejected = run.of("REJ")
         assert {e for e, _ in rejected} <= {a["event"] for a in redeliver}, (n, rejected)
         assert {why for _, why in rejected} <= {"QuestionClosed", "SessionClosed"}, (n, rejected)
-        if kill_after is not None and run.returncode == -signal.SIGKILL:
+        if how is not None and run.returncode == -signal.SIGKILL:
             killed += 1
         else:
             assert run.returncode == 0 and run.of("DONE"), (n, run.returncode, run.stderr)
+        if how == "commit":
+            # answers committed in the batch the process died after, never acknowledged to anyone
+            stored_now = {k for (k,) in query(db, "SELECT event_key FROM answers")}
+            unacked = {x[0] for x in run.of("SEND")} - {e for (e,) in run.of("ACK")}
+            committed_unacked += len({f"slack:{e}" for e in unacked} & stored_now)
         assert {tuple(x) for x in run.of("EXPIRED")} >= due, n
         # in flight (sent, no reply yet): the platform delivers it again; so it does for the last acknowledged
         acks = [e for (e,) in run.of("ACK")]
@@ -198,6 +217,7 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
                  for x in run.of("SEND")}
         redeliver = [s for e, s in sends.items() if e not in replied] + [sends[e] for e in acks[-3:]]
     assert killed >= 10, killed
+    assert committed_unacked >= 1, "no kill landed between a COMMIT and the release of its replies"
     assert runs[-1].returncode == 0
 
     check_consistent(db)
