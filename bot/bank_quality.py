@@ -8,11 +8,15 @@ Two families, both crude on purpose (they catch the obvious cases; a human revie
 - `near_duplicates`: pairs of questions whose prompt and key share a large part of their content
   words; likely the same claim tested twice. Reported as a warning (wording overlap is neither
   necessary nor sufficient for testing the same claim), for an author to look at.
-- `baselines`: how well a player who knows nothing would score with a test-wise rule ("pick the
-  longest choice", "pick the choice with the fewest absolute words", "pick the choice with the
-  most hedges"). Ties share the credit: if k choices tie and the key is among them, the rule
-  scores 1/k for that question (its expected score when it guesses among the tied ones). Chance is
-  25%; the bank must keep each rule at or below `MAX_BASELINE`.
+- `baselines`: how well a player who knows nothing would score with a test-wise rule. The rules
+  come in both directions: "pick the longest choice", "pick the choice with the fewest absolute
+  words", "pick the choice with the most hedges", and their reverses "pick the shortest choice",
+  "pick the choice with the most absolute words", "pick the choice with the fewest hedges". A
+  test-wise player adapts to whatever surface cue works; a bank that cures one habit (keys too
+  long, too cautious) by overshooting (keys too short, too absolute) only moves the cue, so both
+  directions are scored. Ties share the credit: if k choices tie and the key is among them, the
+  rule scores 1/k for that question (its expected score when it guesses among the tied ones).
+  Chance is 25%; the bank must keep each rule at or below `MAX_BASELINE`.
 """
 
 from __future__ import annotations
@@ -126,17 +130,22 @@ class Baseline:
     score: float  # share of questions a player following the rule gets right (0..1)
 
 
+# (name, what the rule measures on a choice, whether it picks the highest or the lowest measure)
+RULES: tuple[tuple[str, Callable[[str], int], Callable[[Sequence[float]], float]], ...] = (
+    ("longest choice", len, max),
+    ("fewest absolute words", lambda c: _count(c, ABSOLUTE_WORDS), min),
+    ("most hedges", lambda c: _count(c, HEDGE_WORDS), max),
+    ("shortest choice", len, min),
+    ("most absolute words", lambda c: _count(c, ABSOLUTE_WORDS), max),
+    ("fewest hedges", lambda c: _count(c, HEDGE_WORDS), min),
+)
+
+
 def baselines(questions: Iterable) -> list[Baseline]:
-    """The three test-wise rules' scores over `questions` (objects with .choices and .answer_index)."""
+    """Each test-wise rule's score over `questions` (objects with .choices and .answer_index), in
+    RULES order."""
     qs = list(questions)
-    if not qs:
-        return [Baseline(n, 0.0) for n in ("longest choice", "fewest absolute words", "most hedges")]
-    longest = sum(_credit([len(c) for c in q.choices], q.answer_index, max) for q in qs)
-    absolute = sum(_credit([_count(c, ABSOLUTE_WORDS) for c in q.choices], q.answer_index, min) for q in qs)
-    hedges = sum(_credit([_count(c, HEDGE_WORDS) for c in q.choices], q.answer_index, max) for q in qs)
     n = len(qs)
-    return [
-        Baseline("longest choice", longest / n),
-        Baseline("fewest absolute words", absolute / n),
-        Baseline("most hedges", hedges / n),
-    ]
+    return [Baseline(name, sum(_credit([measure(c) for c in q.choices], q.answer_index, pick) for q in qs) / n
+                     if n else 0.0)
+            for name, measure, pick in RULES]

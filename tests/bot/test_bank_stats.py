@@ -11,6 +11,9 @@ from bot.bank_stats import checks, coverage_report
 from bot.cli import cmd_bank_stats
 from tests.fakes.bank import make_bank, write_bank
 
+RULES = ("longest choice", "fewest absolute words", "most hedges",
+         "shortest choice", "most absolute words", "fewest hedges")
+
 
 def _with_choices(bank: Bank, topic: str, make) -> Bank:
     """The bank with every question of `topic` given the choices make(question) returns."""
@@ -27,7 +30,7 @@ def test_equal_choices_score_chance_on_every_baseline(tmp_path):
     assert rows == {
         f"{scope}: '{rule}' baseline <= 30%": ("25.0%", True)
         for scope in ("bank", "alpha", "beta")
-        for rule in ("longest choice", "fewest absolute words", "most hedges")
+        for rule in RULES
     }
 
 
@@ -43,6 +46,23 @@ def test_a_key_recognisable_by_its_shape_fails_the_topic_and_the_bank(tmp_path):
         assert rows[f"beta: '{rule}' baseline <= 30%"] == ("25.0%", True)
         # half the bank answered by shape: 10 x 1 + 10 x 1/4 over 20 questions
         assert rows[f"bank: '{rule}' baseline <= 30%"] == ("62.5%", False)
+    for rule in ("shortest choice", "most absolute words", "fewest hedges"):
+        assert rows[f"alpha: '{rule}' baseline <= 30%"] == ("0.0%", True)
+
+
+def test_an_overshoot_the_other_way_fails_the_reverse_rules(tmp_path):
+    """A bank cured of long, hedged keys by making them short and absolute is just as test-wise."""
+    def overshot(q):
+        return tuple(f"it always fixes {q.id}" if letter == q.answer
+                     else f"it can often help when the {q.id} data shifts" for letter in LETTERS)
+
+    rows = _baseline_rows(_with_choices(make_bank(tmp_path), "alpha", overshot))
+    for rule in ("shortest choice", "most absolute words", "fewest hedges"):
+        assert rows[f"alpha: '{rule}' baseline <= 30%"] == ("100.0%", False)
+        assert rows[f"beta: '{rule}' baseline <= 30%"] == ("25.0%", True)
+        assert rows[f"bank: '{rule}' baseline <= 30%"] == ("62.5%", False)
+    for rule in ("longest choice", "fewest absolute words", "most hedges"):
+        assert rows[f"alpha: '{rule}' baseline <= 30%"] == ("0.0%", True)
 
 
 def test_the_minimums_of_issue_14(tmp_path):
@@ -72,6 +92,7 @@ def test_bank_stats_command_prints_the_baselines_and_fails_below_the_minimums(tm
     assert cmd_bank_stats([write_bank(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "[ok] bank: 'fewest absolute words' baseline <= 30%: 25.0%" in out
+    assert "[ok] bank: 'most absolute words' baseline <= 30%: 25.0%" in out
     assert "[FAIL] questions >= 200: 20" in out
 
 

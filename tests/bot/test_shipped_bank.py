@@ -47,10 +47,12 @@ def test_issue_14_numbers():
 
 
 def test_no_test_wise_rule_beats_30_percent():
-    """Pick the longest / fewest absolute words / most hedges: at most 30%, over the bank and per topic."""
+    """Pick the longest / shortest, fewest / most absolute words, most / fewest hedges: at most 30%,
+    over the bank and per topic."""
     from bot.bank_quality import MAX_BASELINE, baselines
 
     bank = load_bank(default_bank_path())
+    assert len(baselines([])) == 6
     scopes = {"bank": list(bank.questions.values())}
     scopes |= {t.id: [bank.question(q) for q in t.question_ids] for t in bank.topics.values()}
     over = [f"{scope}: {b.name} {b.score:.1%}" for scope, qs in scopes.items() for b in baselines(qs)
