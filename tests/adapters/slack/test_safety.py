@@ -17,7 +17,7 @@ from .slack_requests import SignedRequest, app_home_opened_event, signed_block_a
 from .tracker import BackgroundTracker
 from .workspace import SECRET, TEAM, Workspace, buttons, letter, question_id, texts
 
-EMPTY_DB = {"players": 0, "sessions": 0, "session_items": 0, "answers": 0, "badges": 0, "badge_grants": 0,
+EMPTY_DB = {"players": 0, "sessions": 0, "session_items": 0, "answers": 0, "badges": 0, "outbox": 0,
             "tenant_settings": 0}
 
 
