@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from . import errors
 from .bank import LETTERS
-from .outbox import OutboxEntry, dumps
+from .outbox import OutboxEntry, dumps, resume
 from .periods import (
     PERIODS,
     daily_instant,
@@ -41,6 +41,7 @@ from .periods import (
     streak,
     zone,
 )
+from .platform_errors import Permanent, Transient
 from .replies import (
     Choice,
     DailyChannelInfo,
@@ -265,11 +266,27 @@ class CommunityMixin:
         tz = zone(tz_name)
         if tz is None:
             raise errors.BadRequest(f"Unknown time zone '{tz_name[:60]}'. Use an IANA name like Europe/Berlin.")
+        await self._probe_channel(player, channel)
         async with self._tx() as tx:
             await tx.set_daily_channel(DailyChannelRow(player.platform, player.tenant, channel, at.strftime("%H:%M"),
                                                        tz_name, True), self._now())
+            await resume(tx, player.platform, player.tenant, channel, self._now())  # the admin re-checked it
         self.deadlines_changed.set()
         return await self.daily_status(player)
+
+    async def _probe_channel(self: QuizEngine, player: Player, channel: str) -> None:
+        """Refuse a daily channel the bot cannot post in, with the platform's reason and the fix."""
+        probe = self.channel_probes.get(player.platform)
+        if probe is None:
+            return
+        try:
+            await probe(player.tenant, channel)
+        except Permanent as exc:
+            raise errors.BadRequest(f"I can't post in <#{channel}>: {exc.detail}."
+                                    + (f" Fix: {exc.fix}" if exc.fix else "")) from exc
+        except Transient as exc:
+            raise errors.BadRequest(f"I could not check <#{channel}> just now ({exc.reason}); please try again "
+                                    "in a minute.") from exc
 
     async def daily_off(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
         async with self._tx() as tx:

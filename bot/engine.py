@@ -14,7 +14,7 @@ import logging
 import random
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,13 +44,16 @@ from .replies import (
     Breakdown,
     Choice,
     ConceptCard,
+    DeliveryProblem,
     Feedback,
     Hint,
     ItemResult,
+    Notice,
     PendingGrant,
     Player,
     QuestionCard,
     Reply,
+    ScheduleHealth,
     SessionStarted,
     Skipped,
     Stats,
@@ -123,6 +126,8 @@ class QuizEngine(CommunityMixin):
         # platform -> the outbox kinds some process delivers there (registered through the scheduler);
         # a time-out or celebration is written to the outbox only where it will be delivered
         self.outbox_kinds: dict[str, set[str]] = {}
+        # platform -> `probe(tenant, channel)`: raises a PlatformError if the bot cannot post there
+        self.channel_probes: dict[str, Callable[[str, str], Awaitable[None]]] = {}
 
     # -----------------------------------------------------------------------------------------
     # plumbing
@@ -556,7 +561,7 @@ class QuizEngine(CommunityMixin):
                 data = e.data
                 row = await tx.get_player(data["player_id"])
                 player = Player(platform, e.tenant, data["user"], row.display_name if row else "")
-                reason = e.error_detail + (f" Fix: {e.error_fix}" if e.error_fix else "") if e.error_detail else None
+                reason = (f"{e.last_error}: {e.error_fix}" if e.error_fix else e.error_detail) if e.last_error else None
                 out.append(PendingGrant(player, data["badge"], reason, e.attempts, _ts(e.first_error_at or e.created_at)))
         return out
 
@@ -614,9 +619,23 @@ class QuizEngine(CommunityMixin):
         self.deadlines_changed.set()
         return True
 
-    async def delivery_problems(self, platform: str, tenant: str) -> list[TargetState]:
+    async def retry_deliveries(self, player: Player, *, celebrate_default: bool) -> list[Reply]:
+        """An admin says the cause is fixed: forget the tenant's delivery problems, retry what waits."""
+        now = self._now()
         async with self._tx() as tx:
-            return await tx.target_states(platform, tenant)
+            moved = 0
+            for state in await tx.target_states(player.platform, player.tenant):
+                moved += await outbox.resume(tx, player.platform, player.tenant, state.target or None, now)
+            moved += await tx.outbox_move(player.platform, player.tenant, None, "grant", ("failed",), "pending", now)
+        self.deadlines_changed.set()
+        note = Notice(f"Trying {moved} waiting deliver{'y' if moved == 1 else 'ies'} again now." if moved
+                      else "Nothing was waiting; admin status below.")
+        return [note, *await self.admin_status(player, celebrate_default=celebrate_default)]
+
+    async def first_sight(self, platform: str, key: str) -> bool:
+        """Record an inbound id (a Slack trigger_id or event_id): False if it was handled before."""
+        async with self._tx() as tx:
+            return await tx.first_sight(platform, key, self._now())
 
     async def tenant_flag(self, platform: str, tenant: str, key: str, default: bool) -> bool:
         async with self._tx() as tx:
@@ -628,9 +647,18 @@ class QuizEngine(CommunityMixin):
             await tx.set_setting(platform, tenant, key, "on" if on else "off")
 
     async def admin_status(self, player: Player, *, celebrate_default: bool) -> list[Reply]:
+        """Settings, pending grants, and per schedule and per grant target the delivery problem with its fix."""
         celebrate = await self.tenant_flag(player.platform, player.tenant, "celebrate", celebrate_default)
         pending = await self.pending_grants(player.platform, player.tenant)
-        return [AdminStatus(player.platform, player.tenant, celebrate, tuple(pending))]
+        async with self._tx() as tx:
+            states = {s.target: s for s in await tx.target_states(player.platform, player.tenant)}
+            channels = await tx.daily_channels(player.platform, player.tenant)
+        problems = {t: DeliveryProblem(s.target, s.state, s.reason, s.detail, s.fix, _ts(s.since) or self.clock.now())
+                    for t, s in states.items()}
+        schedules = tuple(ScheduleHealth(c.channel, c.post_time, c.timezone, c.enabled, problems.get(c.channel))
+                          for c in channels)
+        others = tuple(p for t, p in problems.items() if t == TENANT or t.startswith("badge:"))
+        return [AdminStatus(player.platform, player.tenant, celebrate, tuple(pending), schedules, others)]
 
     # -----------------------------------------------------------------------------------------
     # information

@@ -232,13 +232,14 @@ class OutboxWorker:
         async def settler() -> None:
             # group commit: whatever finished while the previous batch was being written goes in one transaction
             while True:
-                await wake.wait()
-                wake.clear()
-                if outcomes:
-                    batch, outcomes[:] = list(outcomes), []
-                    settled.extend(await self._settle(batch))
-                elif finished:
-                    return
+                if not outcomes:
+                    if finished:
+                        return
+                    await wake.wait()
+                    wake.clear()
+                    continue
+                batch, outcomes[:] = list(outcomes), []
+                settled.extend(await self._settle(batch))
 
         async with AsyncExitStack() as stack:
             for platform in sorted({e.platform for e in first}):
