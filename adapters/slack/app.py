@@ -49,6 +49,7 @@ from .bolt_fixes import install_form_body_fix
 from .daily import SlackDailyPoster
 from .errors import REINSTALL, slack_call
 from .grants import UserGroupGrants
+from .inbound import shape_problem
 from .mrkdwn import unesc
 from .web import make_client, post_to_response_url
 from .work import WorkQueue
@@ -96,36 +97,6 @@ def _action_player(body: dict[str, Any]) -> Player:
     return Player(PLATFORM, team, user["id"], user.get("username") or user.get("name") or "")
 
 
-def _shape_problem(body: dict[str, Any]) -> str | None:
-    """Why a signed payload cannot be one the listeners handle, or None if it can."""
-    if not isinstance(body, dict):
-        return "not an object"
-    if body.get("command") is not None:
-        if not all(isinstance(body.get(k), str) and body.get(k) for k in ("user_id", "team_id")):
-            return "slash command without user_id/team_id"
-        return None
-    kind = body.get("type")
-    if kind == "block_actions":
-        actions, user = body.get("actions"), body.get("user")
-        if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
-            return "block_actions without actions"
-        if not isinstance(actions[0].get("action_id"), str):
-            return "block_actions with a non-text action_id"
-        if not isinstance(user, dict) or not isinstance(user.get("id"), str):
-            return "block_actions without a user"
-        if body.get("team") is not None and not isinstance(body.get("team"), dict):
-            return "block_actions with a malformed team"
-        return None
-    if kind == "event_callback":
-        event = body.get("event")
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return "event_callback without an event"
-        return None
-    if kind == "url_verification":
-        return None
-    return f"unexpected payload type {str(kind)[:40]!r}"
-
-
 class SlackQuiz:
     """The translator between bolt's listeners and the engine (one per app)."""
 
@@ -158,7 +129,7 @@ class SlackQuiz:
         A signed payload of a shape the listeners do not handle is acknowledged and ignored; a
         request for another workspace or enterprise is refused with nothing written."""
         body = req.body
-        problem = _shape_problem(body)
+        problem = shape_problem(body)
         if problem is not None:
             log.warning("ignored a signed Slack request: %s", problem)
             return BoltResponse(status=200, body="")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import slack_bolt.request.async_request as async_request
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
@@ -26,6 +27,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.platform_errors import Permanent, Transient
 
 from .errors import slack_call
+from .inbound import shape_problem
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +83,23 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
             log.warning("refused an unsigned or badly signed request (%d bytes)", len(raw))
             return web.Response(status=401, text="invalid signature")
         try:
-            bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
-                                            headers=dict(request.headers))
-        except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
+            text = raw.decode("utf-8")
+            body = async_request.parse_body(text, request.content_type)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             log.warning("refused a signed request that is not a Slack payload: %s", type(exc).__name__)
             return web.Response(status=400, text="malformed payload")
-        if not isinstance(bolt_request.body, dict):
-            log.warning("refused a signed request whose payload is a %s", type(bolt_request.body).__name__)
+        if not isinstance(body, dict):
+            log.warning("refused a signed request whose payload is a %s", type(body).__name__)
             return web.Response(status=400, text="malformed payload")
+        problem = shape_problem(body)
+        if problem is not None:
+            log.warning("ignored a signed Slack request: %s", problem)
+            return web.Response(status=200, text="")
+        try:
+            bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
+        except Exception as exc:  # bolt reads ids out of the payload at once; an odd shape fails there
+            log.warning("ignored a signed Slack request of an unexpected shape (%s)", type(exc).__name__)
+            return web.Response(status=200, text="")
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     async def healthz(_request: web.Request) -> web.Response:

@@ -74,7 +74,7 @@ class RecordedCall:
 
 @dataclass
 class _Planned:
-    kind: str  # "rate_limit" | "error" | "http" | "hang"
+    kind: str  # "rate_limit" | "error" | "http" | "hang" | "pass"
     retry_after: int = 1
     error: str = ""
     status: int = 200
@@ -184,6 +184,10 @@ class FakeSlack:
         self._plans.setdefault(method, []).extend(
             _Planned("http", status=status, body=body, content_type=content_type) for _ in range(times))
 
+    def passes(self, method: str, *, times: int = 1) -> None:
+        """Answer the next `times` calls normally (to aim a later planned failure at a later call)."""
+        self._plans.setdefault(method, []).extend(_Planned("pass") for _ in range(times))
+
     def hang(self, method: str, *, times: int = 1) -> None:
         """Never answer the next `times` calls (until `stop`): the client's own timeout must end them."""
         self._plans.setdefault(method, []).extend(_Planned("hang") for _ in range(times))
@@ -279,7 +283,8 @@ class FakeSlack:
 
     def _planned(self, method: str) -> _Planned | None:
         queue = self._plans.get(method)
-        return queue.pop(0) if queue else None
+        plan = queue.pop(0) if queue else None
+        return None if plan is not None and plan.kind == "pass" else plan
 
     async def _answer(
         self, call: RecordedCall, status: int, body: Any, headers: dict | None = None
