@@ -10,7 +10,13 @@ stdout, one flushed line per event, so that the test knows what a player was tol
     ACK <event>                    engine.answer returned: the answer is committed and acknowledged
     REJ <event> <error>            engine.answer raised a domain error (nothing written)
     BADGE <user> <session>         a BadgeAwarded reply reached the player
-    DONE                           every player finished its challenges
+    DELIVERED <outbox key>         the platform took an outbox entry (not yet recorded as sent)
+    DONE                           every player finished and every outbox entry was delivered
+
+The badge's celebration and grant and the daily post go through the real outbox worker to a fake
+platform: an append-only file (`--platform-log`), which outlives every kill as Slack would. Its
+`find` reads that file, as Slack's conversations.history would show a message an interrupted
+attempt sent.
 
 Time is the wall clock plus `--offset` seconds, so the test can make the bot "down" for minutes
 without waiting: it restarts the driver with a larger offset. Choices are a pure function of the
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 from dataclasses import replace
@@ -33,11 +40,14 @@ from bot.bank import load_bank
 from bot.clock import SystemClock
 from bot.engine import QuizEngine
 from bot.modes import CHALLENGE
+from bot.outbox import OutboxWorker
 from bot.replies import BadgeAwarded, Feedback, Player, QuestionCard, TimeUp
 from bot.store import SqliteStore
 from tests.fakes.bank import correct_letter, wrong_letter
 
 PLATFORM, TENANT = "slack", "T1"
+KINDS = ("celebration", "grant", "daily_post")
+LEASE_SECONDS = 1.0  # short, so a restarted driver takes over a dead one's claims quickly
 
 
 class OffsetClock(SystemClock):
@@ -127,10 +137,50 @@ async def play(engine: QuizEngine, index: int, rounds: int, seed: int) -> None:
             await play_card(engine, who, index, cards[-1], seed)
 
 
+class Platform:
+    """The fake platform: every delivery is one appended line, which survives a SIGKILL."""
+
+    kinds = KINDS
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    async def send(self, entry) -> str:
+        os.write(self.fd, f"{entry.key}\n".encode())
+        emit("DELIVERED", entry.key.replace(" ", "_"))
+        return f"ref:{entry.key}"
+
+    async def find(self, entry) -> str | None:
+        return f"ref:{entry.key}" if entry.key in self.path.read_text().splitlines() else None
+
+
+async def deliver(engine: QuizEngine, worker: OutboxWorker, stop: asyncio.Event) -> None:
+    """What the scheduler does for the outbox: queue the daily post, send what is due; until `stop`
+    is set and nothing is left to send (a dead process's claims are taken over after their lease)."""
+    while True:
+        await engine.queue_daily_posts([PLATFORM])
+        await worker.run_once()
+        if stop.is_set():
+            async with engine.store.transaction() as tx:
+                left = await tx._one(  # type: ignore[attr-defined]
+                    "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
+            if left[0] == 0:
+                return
+        await asyncio.sleep(0.005)
+
+
 async def run(args: argparse.Namespace, redeliver: list[dict]) -> None:
     store = SqliteStore(args.db)
     await store.open()
-    engine = QuizEngine(store, load_bank(args.bank), OffsetClock(args.offset), rng=random.Random(args.seed))
+    clock = OffsetClock(args.offset)
+    engine = QuizEngine(store, load_bank(args.bank), clock, rng=random.Random(args.seed))
+    engine.grant_platforms.add(PLATFORM)
+    engine.outbox_kinds[PLATFORM] = set(KINDS)
+    worker = OutboxWorker(store, clock, lease_seconds=LEASE_SECONDS, concurrency=4)
+    worker.on_settled("daily_post", engine.on_daily_post_settled)
+    worker.register(PLATFORM, Platform(Path(args.platform_log)))
+    await engine.daily_set(player(99), "C1", "00:00", "UTC")
     # what the scheduler's first tick does: close whatever expired while the bot was down
     while deliveries := await engine.expire_due():
         for d in deliveries:
@@ -140,7 +190,11 @@ async def run(args: argparse.Namespace, redeliver: list[dict]) -> None:
     emit("READY")
     for a in redeliver:
         await send(engine, player(int(a["user"][1:])), a["session"], a["question"], a["letter"], a["event"])
+    stop = asyncio.Event()
+    delivering = asyncio.create_task(deliver(engine, worker, stop))
     await asyncio.gather(*(play(engine, i, args.rounds, args.seed) for i in range(args.players)))
+    stop.set()
+    await delivering
     emit("DONE")
     await store.close()
 
@@ -153,6 +207,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--players", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--platform-log", required=True)
     parser.add_argument("--redeliver", help="JSON list of answers a platform delivers again on start-up")
     args = parser.parse_args(argv)
     redeliver = json.loads(Path(args.redeliver).read_text()) if args.redeliver else []

@@ -8,6 +8,11 @@ platform retries an unacknowledged event) plus a few that were acknowledged, and
 run to the end. Then it checks, from the database alone: every acknowledged answer is stored
 exactly once, every score equals the sum of its answers, no session is stuck, the deadlines that
 passed while the bot was down were closed on start-up, and the badge was awarded at most once.
+
+The outbox: some kills are aimed right after a badge was shown (its celebration and grant are
+written, maybe not delivered yet) and right after the fake platform took an outbox entry (delivered,
+not yet recorded as sent). In the end the platform holds every celebration, grant and daily post
+exactly once: 0 lost, 0 duplicated.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = 20260105
 PLAYERS = 20
 ROUNDS = 3
-KILLS = 12
+KILLS = 16
+TRIGGERS = {4: "BADGE", 7: "DELIVERED", 12: "BADGE", 14: "DELIVERED"}  # kill index -> the line that kills
 DOWNTIME = 250.0  # seconds of "downtime" on some restarts: past every time limit (120 s, expert 180 s)
 RUN_TIMEOUT = 60.0  # a hung driver fails the test instead of hanging CI
 CLOSED = ("correct", "wrong", "timeout", "skipped")
@@ -45,19 +52,22 @@ class Run:
         return [w[1:] for w in self.lines if w and w[0] == kind]
 
 
-def plan(rng: random.Random) -> list[tuple[int, float, float]]:
+def plan(rng: random.Random) -> list[tuple[int, float, float, str]]:
     """Per kill: acknowledged answers to wait for (0: right after start-up), then a random delay of
     at most 25 ms so that the kill lands anywhere in the transactions in flight, not just after an
-    answer's commit; and the downtime before the restart."""
-    kills = [(0 if i in (3, 9) else rng.randint(1, 25), rng.uniform(0, 0.025), DOWNTIME if i % 3 == 1 else 0.0)
-             for i in range(KILLS)]
-    assert sum(1 for k, _, _ in kills if k == 0) >= 2 and sum(1 for *_, d in kills if d) >= 3
+    answer's commit; the downtime before the restart; and the line that triggers it (ACK, or for the
+    outbox kills the first BADGE or DELIVERED line, killed at once)."""
+    kills = [(0 if i in (3, 9) else rng.randint(1, 25), rng.uniform(0, 0.025), DOWNTIME if i % 3 == 1 else 0.0,
+              TRIGGERS.get(i, "ACK")) for i in range(KILLS)]
+    kills = [(k, 0.0 if t != "ACK" else d, dt, t) for k, d, dt, t in kills]
+    assert sum(1 for k, _, _, t in kills if k == 0 and t == "ACK") >= 2 and sum(1 for _, _, d, _ in kills if d) >= 3
     return kills
 
 
 def start(tmp: Path, offset: float, redeliver: list[dict], n: int) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "tests.reliability.crash_driver", "--db", str(tmp / "quiz.sqlite3"),
             "--bank", str(tmp / "bank"), "--offset", str(offset), "--seed", str(SEED),
+            "--platform-log", str(tmp / "platform.log"),
             "--players", str(PLAYERS), "--rounds", str(ROUNDS)]
     if redeliver:
         path = tmp / f"redeliver-{n}.json"
@@ -68,8 +78,9 @@ def start(tmp: Path, offset: float, redeliver: list[dict], n: int) -> subprocess
 
 
 def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], kill_after: int | None,
-               delay: float = 0.0) -> Run:
-    """Run the driver; SIGKILL it `delay` s after the `kill_after`-th ACK line (0: after READY), or let it finish.
+               delay: float = 0.0, trigger: str = "ACK") -> Run:
+    """Run the driver; SIGKILL it `delay` s after the `kill_after`-th ACK line (0: after READY), or at
+    the first `trigger` line when that is not ACK, or let it finish.
 
     The delay is a bounded real wait on a real process: it only picks where the kill lands.
     """
@@ -92,7 +103,11 @@ def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], kill_aft
                     break  # half a line: the process died while writing it, so nobody saw it
                 run.lines.append(line.split())
                 acks += line.startswith("ACK ")
-                if kill_after is not None and (acks >= kill_after if kill_after else line.startswith("READY")):
+                if trigger != "ACK":
+                    due = kill_after is not None and line.startswith(trigger + " ")
+                else:
+                    due = kill_after is not None and (acks >= kill_after if kill_after else line.startswith("READY"))
+                if due:
                     time.sleep(delay)
                     proc.send_signal(signal.SIGKILL)
                     break
@@ -171,8 +186,8 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
     offset = 0.0
     redeliver: list[dict] = []
     expected_expired: list[set[tuple[str, str]]] = []
-    killed = 0
-    for n, (kill_after, delay, downtime) in enumerate([*plan(rng), (None, 0.0, 0.0)]):
+    killed = outbox_kills = 0
+    for n, (kill_after, delay, downtime, trigger) in enumerate([*plan(rng), (None, 0.0, 0.0, "ACK")]):
         if n:
             check_consistent(db)
         offset += downtime
@@ -180,7 +195,7 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
         due = overdue(db, time.time() + offset) if n else set()
         assert due or not downtime or not n, "the downtime should have left some deadline behind"
         expected_expired.append(due)
-        run = run_driver(tmp_path, n, offset, redeliver, kill_after, delay)
+        run = run_driver(tmp_path, n, offset, redeliver, kill_after, delay, trigger)
         runs.append(run)
         # only a redelivery can be rejected: an answer to a question (or quiz) closed while the bot was down
         rejected = run.of("REJ")
@@ -188,6 +203,7 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
         assert {why for _, why in rejected} <= {"QuestionClosed", "SessionClosed"}, (n, rejected)
         if kill_after is not None and run.returncode == -signal.SIGKILL:
             killed += 1
+            outbox_kills += trigger != "ACK"
         else:
             assert run.returncode == 0 and run.of("DONE"), (n, run.returncode, run.stderr)
         assert {tuple(x) for x in run.of("EXPIRED")} >= due, n
@@ -229,3 +245,13 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
     holders = {u for (u,) in query(db, "SELECT p.user_id FROM badges b JOIN players p ON p.id = b.player_id")}
     # (check_consistent showed the holders are exactly the players with a perfect finished challenge)
     assert set(shown) <= holders and len(holders) >= 3, holders
+    # the outbox: every celebration, grant and daily post reached the platform exactly once
+    assert outbox_kills >= 2, outbox_kills
+    delivered = Counter((tmp_path / "platform.log").read_text().split("\n")[:-1])
+    assert all(n == 1 for n in delivered.values()), [k for k, n in delivered.items() if n > 1]
+    pids = [pid for (pid,) in query(db, "SELECT player_id FROM badges")]
+    expected = {f"{kind}:{pid}:Technical Debt Mastery" for pid in pids for kind in ("celebration", "grant")}
+    [(post_key, post_status)] = query(db, "SELECT 'daily_post:' || channel || ':' || local_date, status "
+                                          "FROM daily_posts")
+    assert set(delivered) == expected | {post_key} and post_status == "posted"
+    assert query(db, "SELECT DISTINCT status FROM outbox") == [("sent",)]
