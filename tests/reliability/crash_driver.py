@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -48,6 +49,15 @@ from tests.fakes.bank import correct_letter, wrong_letter
 PLATFORM, TENANT = "slack", "T1"
 KINDS = ("celebration", "grant", "daily_post")
 LEASE_SECONDS = 1.0  # short, so a restarted driver takes over a dead one's claims quickly
+DIE_ON: str | None = None  # BADGE or DELIVERED: the driver SIGKILLs itself right after that line
+ALL_WAITING = asyncio.Event()  # every player is about to send its first answer of this run
+FIRST_ROUND = asyncio.Event()  # the outbox's first round of this run is done
+COUNTS = {"waiting": 0, "active": 0}  # players waiting for FIRST_ROUND; players still playing
+
+
+def _all_waiting() -> None:
+    if COUNTS["waiting"] >= COUNTS["active"]:
+        ALL_WAITING.set()
 
 
 class OffsetClock(SystemClock):
@@ -84,7 +94,11 @@ async def finished_challenges(engine: QuizEngine, who: Player) -> int:
 
 
 async def send(engine: QuizEngine, who: Player, session_id: str, question_id: str, letter: str,
-               event: str) -> list | None:
+               event: str, *, gated: bool = True) -> list | None:
+    if gated and not FIRST_ROUND.is_set():
+        COUNTS["waiting"] += 1
+        _all_waiting()
+        await FIRST_ROUND.wait()
     emit("SEND", event, who.user, session_id, question_id, letter)
     try:
         replies = await engine.answer(who, session_id, question_id, letter, event)
@@ -95,6 +109,8 @@ async def send(engine: QuizEngine, who: Player, session_id: str, question_id: st
     for reply in replies:
         if isinstance(reply, BadgeAwarded):
             emit("BADGE", reply.player.user, reply.session_id)
+            if DIE_ON == "BADGE":  # its celebration and grant are committed, not delivered yet
+                os.kill(os.getpid(), signal.SIGKILL)
     return replies
 
 
@@ -130,6 +146,8 @@ async def play(engine: QuizEngine, index: int, rounds: int, seed: int) -> None:
             replies = await engine.resume(who)
         except errors.NoActiveSession:
             if await finished_challenges(engine, who) >= rounds:
+                COUNTS["active"] -= 1
+                _all_waiting()
                 return
             replies = await engine.start(who, "challenge")
         cards = [r for r in replies if isinstance(r, QuestionCard)]
@@ -142,13 +160,16 @@ class Platform:
 
     kinds = KINDS
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, die_on: str | None) -> None:
         self.path = path
+        self.die_on = die_on
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     async def send(self, entry) -> str:
         os.write(self.fd, f"{entry.key}\n".encode())
         emit("DELIVERED", entry.key.replace(" ", "_"))
+        if self.die_on == "DELIVERED":  # delivered, not yet recorded as sent
+            os.kill(os.getpid(), signal.SIGKILL)
         return f"ref:{entry.key}"
 
     async def find(self, entry) -> str | None:
@@ -157,10 +178,17 @@ class Platform:
 
 async def deliver(engine: QuizEngine, worker: OutboxWorker, stop: asyncio.Event) -> None:
     """What the scheduler does for the outbox: queue the daily post, send what is due; until `stop`
-    is set and nothing is left to send (a dead process's claims are taken over after their lease)."""
+    is set and nothing is left to send (a dead process's claims are taken over after their lease).
+    Its first round comes once the players are waiting to send their first answers (their questions
+    are open) and before any of them is sent, so a run that dies in it leaves questions open."""
+    await ALL_WAITING.wait()
+    first = True
     while True:
         await engine.queue_daily_posts([PLATFORM])
         await worker.run_once()
+        if first:
+            FIRST_ROUND.set()
+            first = False
         if stop.is_set():
             async with engine.store.transaction() as tx:
                 left = await tx._one(  # type: ignore[attr-defined]
@@ -179,7 +207,7 @@ async def run(args: argparse.Namespace, redeliver: list[dict]) -> None:
     engine.outbox_kinds[PLATFORM] = set(KINDS)
     worker = OutboxWorker(store, clock, lease_seconds=LEASE_SECONDS, concurrency=4)
     worker.on_settled("daily_post", engine.on_daily_post_settled)
-    worker.register(PLATFORM, Platform(Path(args.platform_log)))
+    worker.register(PLATFORM, Platform(Path(args.platform_log), DIE_ON))
     await engine.daily_set(player(99), "C1", "00:00", "UTC")
     # what the scheduler's first tick does: close whatever expired while the bot was down
     while deliveries := await engine.expire_due():
@@ -189,8 +217,10 @@ async def run(args: argparse.Namespace, redeliver: list[dict]) -> None:
                     emit("EXPIRED", reply.session_id, reply.question_id)
     emit("READY")
     for a in redeliver:
-        await send(engine, player(int(a["user"][1:])), a["session"], a["question"], a["letter"], a["event"])
+        await send(engine, player(int(a["user"][1:])), a["session"], a["question"], a["letter"], a["event"],
+                   gated=False)
     stop = asyncio.Event()
+    COUNTS["active"] = args.players
     delivering = asyncio.create_task(deliver(engine, worker, stop))
     await asyncio.gather(*(play(engine, i, args.rounds, args.seed) for i in range(args.players)))
     stop.set()
@@ -208,9 +238,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--players", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--platform-log", required=True)
+    parser.add_argument("--die-on", choices=("BADGE", "DELIVERED"))
     parser.add_argument("--redeliver", help="JSON list of answers a platform delivers again on start-up")
     args = parser.parse_args(argv)
     redeliver = json.loads(Path(args.redeliver).read_text()) if args.redeliver else []
+    global DIE_ON
+    DIE_ON = args.die_on
     asyncio.run(run(args, redeliver))
     return 0
 
