@@ -77,7 +77,15 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
     is unsigned, too large, not UTF-8 or not a Slack payload gets a 4xx and one log line."""
     verifier = SignatureVerifier(signing_secret or app._signing_secret)
 
+    work = getattr(app, "work", None)
+
     async def slack_events(request: web.Request) -> web.StreamResponse:
+        if work is None:
+            return await _events(request)
+        with work.acking():  # the work queue waits until this request is acknowledged
+            return await _events(request)
+
+    async def _events(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         if not verifier.is_valid_request(raw, request.headers):
             log.warning("refused an unsigned or badly signed request (%d bytes)", len(raw))

@@ -5,6 +5,11 @@ burst every request's reply work competes with the next acks for the event loop.
 replaces bolt's lazy-listener runner: `start` (called right after the ack) only appends to a queue,
 in arrival order, and a fixed number of workers drain it. The ack path never awaits the work.
 
+Acks also go first in time: the HTTP handler marks each request it is acknowledging
+(`acking()`), and a worker starts its next job only when no ack is in flight, so a burst is
+acknowledged before the loop spends its time on the burst's replies (each job, once started, still
+interleaves with new acks at its awaits, which are short).
+
 When the queue is full the request is still acknowledged (the ack happened already), and instead
 of dropping the work silently the user is told "busy, try again" through `on_full`, at most
 `BUSY_NOTICES` of those in flight at once; one log line per burst of refusals.
@@ -43,6 +48,9 @@ class WorkQueue(AsyncioLazyListenerRunner):
         self._idle = asyncio.Event()
         self._idle.set()
         self._refusing = False
+        self._acks = 0  # requests being acknowledged right now (HTTP mode)
+        self._no_acks = asyncio.Event()
+        self._no_acks.set()
 
     def start(self, function: Callable[..., Awaitable[None]], request: AsyncBoltRequest) -> None:
         if self._queue is None:
@@ -67,9 +75,14 @@ class WorkQueue(AsyncioLazyListenerRunner):
             self._notices.add(task)
             task.add_done_callback(self._notices.discard)
 
+    def acking(self) -> _Acking:
+        """Context manager around one request's acknowledgement: work waits while any is in flight."""
+        return _Acking(self)
+
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
+            await self._no_acks.wait()
             function, request = await self._queue.get()
             try:
                 await to_runnable_function(internal_func=function, logger=self.logger, request=request)
@@ -94,3 +107,17 @@ class WorkQueue(AsyncioLazyListenerRunner):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._notices, return_exceptions=True)
         self._tasks, self._queue = [], None
+
+
+class _Acking:
+    def __init__(self, queue: WorkQueue) -> None:
+        self.queue = queue
+
+    def __enter__(self) -> None:
+        self.queue._acks += 1
+        self.queue._no_acks.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue._acks -= 1
+        if self.queue._acks == 0:
+            self.queue._no_acks.set()
