@@ -1,8 +1,8 @@
 """The Slack adapter: slash command, button clicks and App Home -> engine calls; replies -> Block Kit.
 
 It holds no quiz rules: text goes to `bot.commands.handle_text`, clicks to `handle_action`, and
-whatever comes back is rendered (blocks.py). Every listener acks at once with an empty body and
-does the work in a bolt lazy listener, so Slack always gets its answer within 3 seconds.
+whatever comes back is rendered (blocks.py). Every listener acks at once with an empty body; the
+work waits in one bounded queue behind the acks (work.py), so Slack gets its answer first.
 
 How a quiz looks: the command's answer is an ephemeral message posted to the command's
 response_url. A click replaces that message through the click's response_url: the answered
@@ -12,11 +12,13 @@ the engine replays the same feedback and the message is replaced with the same c
 
 Idempotency key of a click: team, user and the button's action id (which names the session, the
 question and the choice). A second click on the same button, or the same payload delivered twice,
-is the same answer; a different choice is a new attempt.
+is the same answer; a different choice is a new attempt. A slash command is run once per
+trigger_id, an event once per event_id (both stored in the database).
 
-Time-outs come from the scheduler (`deliver`), which gets the route stored with the session: the
-latest response_url and the channel. If the response_url no longer works, the message goes out
-with chat.postEphemeral instead. Daily questions are public channel posts (daily.py); a click on
+Time-outs, badge celebrations, user-group grants and daily posts are outbox entries (bot/outbox.py)
+that this adapter's senders deliver: a time-out uses the route stored with the session (the latest
+response_url and the channel); if the response_url no longer works, chat.postEphemeral instead.
+Every Slack failure is classified (errors.py); none escapes as an exception. Daily questions are public channel posts (daily.py); a click on
 one gets private feedback in a new message and leaves the post alone.
 """
 

@@ -71,3 +71,15 @@ async def test_daily_settings_need_manage_server_and_status_is_for_everyone(worl
     await schedule(world)
     status = await world.alice.slash(world.channel, "mldebt daily")
     assert status.response.embeds[0].description.startswith(f"<#{world.channel.id}>: every day at 09:00 Europe/Berlin")
+
+
+async def test_daily_set_refuses_a_channel_the_bot_cannot_post_in(world):
+    closed = world.guild.create_text_channel(
+        "closed", overwrites={world.env.bot.user: discord.PermissionOverwrite(send_messages=False)})
+    mod = world.admin()
+    done = await mod.slash(world.channel, "mldebt-admin daily set", channel=closed, time="09:00",
+                           timezone="Europe/Berlin")
+    shown = " ".join([done.response.content or ""] + [e.description or "" for e in done.response.embeds])
+    assert f"I can't post in <#{closed.id}>: the bot lacks Send Messages" in shown
+    assert "Fix: Give the bot Send Messages" in shown and done.response.ephemeral
+    assert world.query("SELECT COUNT(*) FROM daily_channels") == [(0,)]
