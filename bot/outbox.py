@@ -192,8 +192,10 @@ class OutboxWorker:
 
     # -- one run -------------------------------------------------------------------------------
 
-    async def run_once(self) -> list[OutboxEntry]:
-        """Drop what expired, then send everything due now. Returns the entries settled, in order."""
+    async def run_once(self, kinds: tuple[str, ...] | None = None) -> list[OutboxEntry]:
+        """Drop what expired, then send everything due now (of `kinds` only, if given: an adapter
+        delivering a badge's celebration at once need not take the 09:00 daily posts with it).
+        Returns the entries settled, in order."""
         now = self._now()
         settled: list[OutboxEntry] = []
         async with self.store.transaction() as tx:
@@ -204,7 +206,8 @@ class OutboxWorker:
             self._problems = {(s.platform, s.tenant, s.target) for s in await tx.target_states(None, None)}
         if not self._senders:
             return settled
-        first = await self._claim()
+        routes = [r for r in self.routes() if kinds is None or r.split(":", 1)[1] in kinds]
+        first = await self._claim(routes)
         if not first:
             return settled
         queue: asyncio.Queue[OutboxEntry | None] = asyncio.Queue(maxsize=self.chunk)
@@ -218,7 +221,7 @@ class OutboxWorker:
                     await queue.put(entry)
                 if len(batch) < self.chunk:
                     break
-                batch = await self._claim()
+                batch = await self._claim(routes)
                 if not batch:
                     break
             for _ in range(self.concurrency):
@@ -260,10 +263,11 @@ class OutboxWorker:
         return [f"{platform}:{kind}" for platform, sender in self._senders.items()
                 for kind in getattr(sender, "kinds", KINDS)]
 
-    async def _claim(self) -> list[OutboxEntry]:
+    async def _claim(self, routes: list[str] | None = None) -> list[OutboxEntry]:
         now = self._now()
         async with self.store.transaction() as tx:
-            return await tx.outbox_claim(self.routes(), now, now + self.lease_seconds, self.chunk)
+            return await tx.outbox_claim(self.routes() if routes is None else routes, now,
+                                         now + self.lease_seconds, self.chunk)
 
     async def _attempt(self, entry: OutboxEntry) -> tuple[OutboxEntry, Permanent | None]:
         """Send one entry; return it with the outcome filled in (written later by `_settle`)."""

@@ -288,7 +288,7 @@ class SlackQuiz:
             except PlatformError as exc:
                 log.warning("could not post a public reply for %s: %s", player.user, exc)
         if any(isinstance(r, BadgeAwarded) for r in replies):
-            await self.outbox.run_once()
+            await self.outbox.run_once(kinds=("celebration", "grant"))
 
     async def _send_private(self, player: Player, route: Route, message: dict[str, Any], *, replace: bool) -> bool:
         """Ephemeral, through the response_url (replacing the quiz message if asked, else or failing that

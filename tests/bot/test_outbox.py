@@ -240,9 +240,9 @@ async def test_chunks_are_sent_while_the_next_is_claimed_and_two_workers_never_d
         workers = [worker_for(s, clock, fake, chunk=25, concurrency=4) for s in stores]
         claim = workers[0]._claim
 
-        async def counting_claim():
+        async def counting_claim(routes=None):
             started_before_claim.append(bool(fake.sent))
-            return await claim()
+            return await claim(routes)
 
         workers[0]._claim = counting_claim  # type: ignore[method-assign]
         await workers[0].run_once()
