@@ -17,6 +17,7 @@ Rules, documented in the README:
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import unicodedata
@@ -67,6 +68,7 @@ TEAM_NAME_MIN, TEAM_NAME_MAX = 3, 32
 REVIEW_INTERVAL_DAYS = {1: 1, 2: 3, 3: 7}  # days until the next review after a right answer in box n
 REVIEW_RETIRE_AFTER_BOX = 4
 REVIEW_BATCH = 5
+DAILY_QUEUE_CHUNK = 500  # channels queued per transaction
 _CHANNEL_REF = re.compile(r"^<#([A-Za-z0-9]+)(?:\|[^>]*)?>$")
 _CHANNEL_ID = re.compile(r"^#?([A-Za-z0-9_-]{1,80})$")
 
@@ -365,12 +367,15 @@ class CommunityMixin:
             seen = set()
         return self.rng.choice(sorted(all_ids - seen))
 
-    async def queue_daily_posts(self: QuizEngine, platforms: Collection[str]) -> list[DailyPost]:
+    async def queue_daily_posts(self: QuizEngine, platforms: Collection[str],
+                                queued_some: asyncio.Event | None = None) -> list[DailyPost]:
         """Write the daily posts that are due (a `daily_posts` row and its outbox entry, together).
 
         Only `platforms` (those this process can post to) are queued; a channel or tenant whose
         deliveries are paused gets none until an admin fixes it. The entry expires when the post's
         window closes, so a post that could not go out in time is dropped, never posted late.
+        Channels are queued `DAILY_QUEUE_CHUNK` per transaction, and `queued_some` is set after
+        each, so the outbox worker can start sending the first ones while the rest are queued.
         """
         now_dt = self.clock.now()
         now = now_dt.timestamp()
@@ -378,20 +383,27 @@ class CommunityMixin:
         async with self._tx() as tx:
             paused = {(s.platform, s.tenant, s.target) for s in await tx.target_states(None, None)
                       if s.state == "paused"}
+            due = []
             for row in await tx.daily_channels(None, None):
                 tz, at = zone(row.timezone), parse_hhmm(row.post_time)
                 if not row.enabled or tz is None or at is None or row.platform not in platforms:
                     continue
                 if {(row.platform, row.tenant, row.channel), (row.platform, row.tenant, "")} & paused:
                     continue
-                day = latest_slot(now_dt, at, tz)
-                # `daily now` may already have posted the next local day's question early
-                taken = [await tx.daily_post_on(row.platform, row.tenant, row.channel, d.isoformat())
-                         for d in (day, day + timedelta(days=1))]
-                if taken == [None, None]:
-                    post = await self._queue_post(tx, row, day, tz, at, now)
-                    if post is not None:
-                        queued.append(post)
+                due.append((row, tz, at))
+        for start in range(0, len(due), DAILY_QUEUE_CHUNK):
+            async with self._tx() as tx:
+                for row, tz, at in due[start:start + DAILY_QUEUE_CHUNK]:
+                    day = latest_slot(now_dt, at, tz)
+                    # `daily now` may already have posted the next local day's question early
+                    taken = [await tx.daily_post_on(row.platform, row.tenant, row.channel, d.isoformat())
+                             for d in (day, day + timedelta(days=1))]
+                    if taken == [None, None]:
+                        post = await self._queue_post(tx, row, day, tz, at, now)
+                        if post is not None:
+                            queued.append(post)
+            if queued_some is not None:
+                queued_some.set()
         return queued
 
     def _daily_reply(self: QuizEngine, post: DailyPostRow) -> DailyPost:

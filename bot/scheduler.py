@@ -117,9 +117,24 @@ class Scheduler:
         """Queue the daily posts due, close the windows that ended, and run the outbox worker.
 
         Returns the daily posts and reveals this run attempted (sent, failed or to be retried)."""
-        await self.engine.queue_daily_posts(self._daily_platforms)
+        queued_some = asyncio.Event()
+        queuing = asyncio.create_task(self.engine.queue_daily_posts(self._daily_platforms, queued_some))
+        settled: list[OutboxEntry] = []
+        try:
+            # send what is queued while the rest is being queued (thousands of channels at 09:00)
+            while not queuing.done():
+                waiter = asyncio.create_task(queued_some.wait())
+                await asyncio.wait({queuing, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                queued_some.clear()
+                settled += await self.outbox.run_once()
+            queuing.result()
+        finally:
+            if not queuing.done():
+                queuing.cancel()
+                await asyncio.gather(queuing, return_exceptions=True)
         await self.engine.close_daily_posts()
-        settled = await self.outbox.run_once()
+        settled += await self.outbox.run_once()
         posts = [daily_post_of(e) for e in settled if e.kind == "daily_post" and e.status != "dropped"]
         reveals = [loads(e.payload) for e in settled if e.kind == "daily_reveal" and e.status != "dropped"]
         return posts, reveals

@@ -202,4 +202,4 @@ async def test_a_posters_batch_is_held_around_each_ticks_sends(engine, clock):
     clock.set(datetime(2026, 6, 2, 9, 0, 30, tzinfo=UTC))
     await scheduler.daily_tick()
     assert len(poster.posts) == 12 and len(poster.reveals) == 6
-    assert poster.batches == ["open", "closed"] * 2  # the new posts and the reveals, in one run
+    assert poster.batches == ["open", "closed"] * 3  # the new posts, then the reveals
