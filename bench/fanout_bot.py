@@ -84,9 +84,9 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
 
     claim = engine.queue_daily_posts
 
-    async def timed_claim(platforms: Any) -> Any:  # bench-only instrumentation
+    async def timed_claim(platforms: Any, *args: Any) -> Any:  # bench-only instrumentation
         t0, c0 = time.perf_counter(), time.process_time()
-        posts = await claim(platforms)
+        posts = await claim(platforms, *args)
         stats.write(event="claim", start=t0, end=time.perf_counter(), claimed=len(posts),
                     reconcile=sum(p.reconcile for p in posts), cpu_start=c0, cpu_end=time.process_time())
         return posts
