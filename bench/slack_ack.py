@@ -1,4 +1,4 @@
-"""Slack ack: 200 signed slash commands and button clicks at once, over the adapter's real HTTP server.
+"""Slack ack: 200 (and 2,000) signed slash commands and button clicks at once, over the real HTTP server.
 
 The server is what `mldebt run` starts in HTTP mode: `build_app` (the bolt AsyncApp with the
 adapter's listeners, request signatures checked) behind `build_web_app` + `serve_http` on
@@ -8,7 +8,9 @@ challenge first (not timed), then the burst: 100 `/mldebt challenge` from new pl
 answer clicks on the questions the first 100 were shown, shuffled, all sent at once from a separate
 process (bench/http_burst.py), each on its own connection. The figure is the time from sending a
 request to its HTTP 200 (Slack's ack, the 3-second limit). The replies themselves go out afterwards
-(bolt lazy listeners); the run waits for all of them and checks that every request got its reply.
+(the adapter's bounded work queue, adapters/slack/work.py); the run waits for all of them and checks
+that every request got its reply. The same at 2,000 (1,000 + 1,000): the slowest ack must stay
+under Slack's 3 s.
 
 The reference, in the same run and hit the same way (same 200 signed bodies, same client): a bare
 aiohttp handler on the same machine that answers 200 at once, so the ratio is the adapter's cost.
@@ -41,7 +43,8 @@ from tests.adapters.slack.workspace import BOT_TOKEN, SECRET, TEAM, Workspace, l
 from .common import RESULTS, median, percentile, report, verdict
 from .engine import bench_bank
 
-TARGET_P99_MS = 100.0
+TARGET_RATIO_P99 = 1.5  # at 200: p99 within 1.5x the bare aiohttp handler's p99 in the same run
+TARGET_MAX_MS = 3000.0  # at 2,000: the slowest ack under Slack's 3 s
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -179,13 +182,15 @@ async def measure(tmp: Path, runs: int, commands: int, clicks: int) -> tuple[lis
 
 
 def main(smoke: bool = False, runs: int = 3) -> int:
-    commands, clicks = (10, 10) if smoke else (100, 100)
+    sizes = [(10, 10)] if smoke else [(100, 100), (1000, 1000)]
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(dir=RESULTS) as tmp:
-        per_run, bank_used = asyncio.run(measure(Path(tmp), runs, commands, clicks))
+    results: dict[int, tuple[list[dict], str]] = {}
+    for commands, clicks in sizes:
+        with tempfile.TemporaryDirectory(dir=RESULTS) as tmp:
+            results[commands + clicks] = asyncio.run(measure(Path(tmp), runs, commands, clicks))
     load_after = os.getloadavg()
 
-    def med(*keys: str) -> float:
+    def med(per_run: list[dict], *keys: str) -> float:
         values = []
         for r in per_run:
             v = r
@@ -194,35 +199,30 @@ def main(smoke: bool = False, runs: int = 3) -> int:
             values.append(v)
         return median(values)
 
-    p50, p99 = med("adapter", "p50_ms"), med("adapter", "p99_ms")
-    ref50, ref99 = med("reference", "p50_ms"), med("reference", "p99_ms")
-    ack50, ack99 = med("ack_only", "p50_ms"), med("ack_only", "p99_ms")
-    rows = [
-        ("requests at once: slash commands + clicks", f"{commands} + {clicks}", "200", "ok" if not smoke else "smoke"),
-        ("time to HTTP 200, p50", f"{p50:.1f} ms", "-", "-"),
-        ("time to HTTP 200, p99", f"{p99:.1f} ms", f"<= {TARGET_P99_MS:.0f} ms", verdict(p99 <= TARGET_P99_MS)),
-        ("reference: bare aiohttp 200, p50 / p99", f"{ref50:.1f} / {ref99:.1f} ms", "-", "-"),
-        ("adapter / reference, p50 / p99", f"{p50 / ref50:.1f}x / {p99 / ref99:.1f}x", "-", "-"),
-        ("slash commands p50 / p99", f"{med('adapter_commands', 'p50_ms'):.1f} / "
-         f"{med('adapter_commands', 'p99_ms'):.1f} ms", "-", "-"),
-        ("clicks p50 / p99", f"{med('adapter_clicks', 'p50_ms'):.1f} / {med('adapter_clicks', 'p99_ms'):.1f} ms",
-         "-", "-"),
-        ("every reply sent (background work), after", f"{med('all_replies_sent_s'):.2f} s", "-", "-"),
-        ("why: last request entered bolt after / p50 time inside bolt",
-         f"{med('last_entered_dispatch_ms'):.0f} / {med('dispatch_p50_ms'):.0f} ms", "-", "-"),
-        ("why: event-loop CPU per request, ack + reply / ack only",
-         f"{med('loop_cpu_per_request_ms'):.2f} / {med('ack_only_loop_cpu_per_request_ms'):.2f} ms", "-", "-"),
-        ("what-if: same app without the reply work, p50 / p99", f"{ack50:.1f} / {ack99:.1f} ms", "-", "-"),
-    ]
-    report("slack-ack", rows, {
-        "bank": bank_used, "commands": commands, "clicks": clicks, "runs": runs,
-        "load_average_before_after": [load_before, load_after],
-        "p50_ms": p50, "p99_ms": p99, "reference_p50_ms": ref50, "reference_p99_ms": ref99,
-        "ratio_p50": p50 / ref50, "ratio_p99": p99 / ref99, "ack_only_p50_ms": ack50, "ack_only_p99_ms": ack99,
-        "last_entered_dispatch_ms": med("last_entered_dispatch_ms"), "dispatch_p50_ms": med("dispatch_p50_ms"),
-        "loop_cpu_per_request_ms": med("loop_cpu_per_request_ms"),
-        "ack_only_loop_cpu_per_request_ms": med("ack_only_loop_cpu_per_request_ms"),
-        "all_replies_sent_s": med("all_replies_sent_s"), "per_run": per_run,
-    }, smoke)
+    rows: list[tuple[str, str, str, str]] = []
+    out: dict = {"runs": runs, "load_average_before_after": [load_before, load_after]}
+    for n, (per_run, bank_used) in results.items():
+        p50, p99, slowest = med(per_run, "adapter", "p50_ms"), med(per_run, "adapter", "p99_ms"), \
+            med(per_run, "adapter", "max_ms")
+        ref50, ref99 = med(per_run, "reference", "p50_ms"), med(per_run, "reference", "p99_ms")
+        ratio = p99 / ref99
+        if n <= 200:
+            target, ok = f"p99 <= {TARGET_RATIO_P99}x reference", ratio <= TARGET_RATIO_P99
+        else:
+            target, ok = f"slowest < {TARGET_MAX_MS / 1000:.0f} s", slowest < TARGET_MAX_MS
+        rows += [
+            (f"{n} at once: time to HTTP 200, p50 / p99 / slowest", f"{p50:.1f} / {p99:.1f} / {slowest:.1f} ms",
+             target, verdict(ok) if not smoke else "smoke"),
+            (f"{n} at once: bare aiohttp reference, p50 / p99", f"{ref50:.1f} / {ref99:.1f} ms", "-", "-"),
+            (f"{n} at once: adapter / reference p99", f"{ratio:.2f}x", "-", "-"),
+            (f"{n} at once: every reply sent after", f"{med(per_run, 'all_replies_sent_s'):.2f} s", "-", "-"),
+            (f"{n} at once: loop CPU per request, ack + reply / ack only",
+             f"{med(per_run, 'loop_cpu_per_request_ms'):.2f} / {med(per_run, 'ack_only_loop_cpu_per_request_ms'):.2f} ms",
+             "-", "-"),
+        ]
+        out[str(n)] = {"bank": bank_used, "p50_ms": p50, "p99_ms": p99, "max_ms": slowest,
+                       "reference_p50_ms": ref50, "reference_p99_ms": ref99, "ratio_p99": ratio,
+                       "all_replies_sent_s": med(per_run, "all_replies_sent_s"),
+                       "loop_cpu_per_request_ms": med(per_run, "loop_cpu_per_request_ms"), "per_run": per_run}
+    report("slack-ack", rows, out, smoke)
     return 0
-

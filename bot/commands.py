@@ -37,6 +37,7 @@ HELP: tuple[tuple[str, str], ...] = (
 )
 ADMIN_HELP: tuple[tuple[str, str], ...] = (
     ("admin status", "pending badge grants and their reasons; celebration on/off"),
+    ("admin retry", "after fixing a delivery problem that admin status shows: try again now"),
     ("admin celebrate on|off", "post (or not) a public celebration when someone earns the badge"),
     ("admin timezone Area/City", "the time zone of leaderboard weeks/months and streaks (default UTC)"),
     ("admin items [N]", "the N (default 10) questions this workspace's answers show to be broken, and why"),
@@ -100,6 +101,8 @@ async def _admin(engine: QuizEngine, player: Player, args: list[str], is_admin: 
         return await engine.set_timezone(player, raw[1])
     if args[:1] == ["items"] and len(args) <= 2:
         return [await _item_flags(engine, player, args[1:])]
+    if args == ["retry"]:
+        return await engine.retry_deliveries(player, celebrate_default=celebrate_default)
     return [HelpText(ADMIN_HELP, "Admin commands:")]
 
 

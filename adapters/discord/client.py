@@ -21,6 +21,7 @@ from discord.ext import commands
 from bot.commands import Action, handle_action, handle_text
 from bot.config import Settings
 from bot.engine import Delivery, QuizEngine
+from bot.platform_errors import Permanent
 from bot.replies import Notice, Player, Rejected, TimeUp
 
 from .components import QuizButton
@@ -80,6 +81,7 @@ class MlDebtBot(commands.Bot):
         self.roles = RoleGranter(engine, settings.discord_mastery_role)
         self.daily = DailyPoster(self)
         engine.grant_platforms.add(PLATFORM)  # every new badge also stores a pending role grant
+        engine.channel_probes[PLATFORM] = self.probe_channel  # `daily set` checks the channel first
         for group in command_groups():
             self.tree.add_command(group)
 
@@ -87,6 +89,23 @@ class MlDebtBot(commands.Bot):
         self.add_dynamic_items(QuizButton)
         if self.sync_commands:
             await sync_if_changed(self.engine, self, self.tree)
+
+    async def probe_channel(self, tenant: str, channel: str) -> None:
+        """Can the bot post the daily question in `channel`? Raises Permanent with the fix if not."""
+        guild = self.get_guild(int(tenant)) if tenant.isdigit() else None
+        if guild is None or guild.me is None:
+            return  # not in the cache (yet): the first post will tell, through the outbox
+        target = guild.get_channel(int(channel)) if channel.isdigit() else None
+        if target is None:
+            raise Permanent("channel_not_found", "that channel does not exist in this server",
+                            "Choose an existing text channel.", scope="target", gone=True)
+        perms = target.permissions_for(guild.me)
+        missing = [name for name, ok in (("View Channel", perms.view_channel), ("Send Messages", perms.send_messages),
+                                         ("Embed Links", perms.embed_links)) if not ok]
+        if missing:
+            raise Permanent("missing_permission", f"the bot lacks {', '.join(missing)} there",
+                            f"Give the bot {', '.join(missing)} in <#{channel}> (Edit Channel > Permissions), then "
+                            "run `daily set` again.", scope="target")
 
     # -- events -----------------------------------------------------------------------------------
 

@@ -10,7 +10,13 @@ stdout, one flushed line per event, so that the test knows what a player was tol
     ACK <event>                    engine.answer returned: the answer is committed and acknowledged
     REJ <event> <error>            engine.answer raised a domain error (nothing written)
     BADGE <user> <session>         a BadgeAwarded reply reached the player
-    DONE                           every player finished its challenges
+    DELIVERED <outbox key>         the platform took an outbox entry (not yet recorded as sent)
+    DONE                           every player finished and every outbox entry was delivered
+
+The badge's celebration and grant and the daily post go through the real outbox worker to a fake
+platform: an append-only file (`--platform-log`), which outlives every kill as Slack would. Its
+`find` reads that file, as Slack's conversations.history would show a message an interrupted
+attempt sent.
 
 `--die-at ack:N` makes the driver SIGKILL itself right after printing its N-th ACK line, and
 `--die-at commit:N` right after SQLite's N-th COMMIT after start-up returns, before any reply of that batch is
@@ -40,12 +46,24 @@ from bot.bank import load_bank
 from bot.clock import SystemClock
 from bot.engine import QuizEngine
 from bot.modes import CHALLENGE
+from bot.outbox import OutboxWorker
 from bot.replies import BadgeAwarded, Feedback, Player, QuestionCard, TimeUp
 from bot.store import SqliteStore
 from bot.store import sqlite as sqlite_store
 from tests.fakes.bank import correct_letter, wrong_letter
 
 PLATFORM, TENANT = "slack", "T1"
+KINDS = ("celebration", "grant", "daily_post")
+LEASE_SECONDS = 1.0  # short, so a restarted driver takes over a dead one's claims quickly
+DIE_ON: str | None = None  # BADGE or DELIVERED: the driver SIGKILLs itself right after that line
+ALL_WAITING = asyncio.Event()  # every player is about to send its first answer of this run
+FIRST_ROUND = asyncio.Event()  # the outbox's first round of this run is done
+COUNTS = {"waiting": 0, "active": 0}  # players waiting for FIRST_ROUND; players still playing
+
+
+def _all_waiting() -> None:
+    if COUNTS["waiting"] >= COUNTS["active"]:
+        ALL_WAITING.set()
 
 
 class OffsetClock(SystemClock):
@@ -106,7 +124,11 @@ async def finished_challenges(engine: QuizEngine, who: Player) -> int:
 
 
 async def send(engine: QuizEngine, who: Player, session_id: str, question_id: str, letter: str,
-               event: str) -> list | None:
+               event: str, *, gated: bool = True) -> list | None:
+    if gated and not FIRST_ROUND.is_set():
+        COUNTS["waiting"] += 1
+        _all_waiting()
+        await FIRST_ROUND.wait()
     emit("SEND", event, who.user, session_id, question_id, letter)
     try:
         replies = await engine.answer(who, session_id, question_id, letter, event)
@@ -117,6 +139,8 @@ async def send(engine: QuizEngine, who: Player, session_id: str, question_id: st
     for reply in replies:
         if isinstance(reply, BadgeAwarded):
             emit("BADGE", reply.player.user, reply.session_id)
+            if DIE_ON == "BADGE":  # its celebration and grant are committed, not delivered yet
+                os.kill(os.getpid(), signal.SIGKILL)
     return replies
 
 
@@ -152,6 +176,8 @@ async def play(engine: QuizEngine, index: int, rounds: int, seed: int) -> None:
             replies = await engine.resume(who)
         except errors.NoActiveSession:
             if await finished_challenges(engine, who) >= rounds:
+                COUNTS["active"] -= 1
+                _all_waiting()
                 return
             replies = await engine.start(who, "challenge")
         cards = [r for r in replies if isinstance(r, QuestionCard)]
@@ -159,10 +185,60 @@ async def play(engine: QuizEngine, index: int, rounds: int, seed: int) -> None:
             await play_card(engine, who, index, cards[-1], seed)
 
 
+class Platform:
+    """The fake platform: every delivery is one appended line, which survives a SIGKILL."""
+
+    kinds = KINDS
+
+    def __init__(self, path: Path, die_on: str | None) -> None:
+        self.path = path
+        self.die_on = die_on
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    async def send(self, entry) -> str:
+        os.write(self.fd, f"{entry.key}\n".encode())
+        emit("DELIVERED", entry.key.replace(" ", "_"))
+        if self.die_on == "DELIVERED":  # delivered, not yet recorded as sent
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"ref:{entry.key}"
+
+    async def find(self, entry) -> str | None:
+        return f"ref:{entry.key}" if entry.key in self.path.read_text().splitlines() else None
+
+
+async def deliver(engine: QuizEngine, worker: OutboxWorker, stop: asyncio.Event) -> None:
+    """What the scheduler does for the outbox: queue the daily post, send what is due; until `stop`
+    is set and nothing is left to send (a dead process's claims are taken over after their lease).
+    Its first round comes once the players are waiting to send their first answers (their questions
+    are open) and before any of them is sent, so a run that dies in it leaves questions open."""
+    await ALL_WAITING.wait()
+    first = True
+    while True:
+        await engine.queue_daily_posts([PLATFORM])
+        await worker.run_once()
+        if first:
+            FIRST_ROUND.set()
+            first = False
+        if stop.is_set():
+            async with engine.store.transaction() as tx:
+                left = await tx._one(  # type: ignore[attr-defined]
+                    "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
+            if left[0] == 0:
+                return
+        await asyncio.sleep(0.005)
+
+
 async def run(args: argparse.Namespace, redeliver: list[dict]) -> None:
     store = SqliteStore(args.db)
     await store.open()
-    engine = QuizEngine(store, load_bank(args.bank), OffsetClock(args.offset), rng=random.Random(args.seed))
+    clock = OffsetClock(args.offset)
+    engine = QuizEngine(store, load_bank(args.bank), clock, rng=random.Random(args.seed))
+    engine.grant_platforms.add(PLATFORM)
+    engine.outbox_kinds[PLATFORM] = set(KINDS)
+    worker = OutboxWorker(store, clock, lease_seconds=LEASE_SECONDS, concurrency=4)
+    worker.on_settled("daily_post", engine.on_daily_post_settled)
+    worker.register(PLATFORM, Platform(Path(args.platform_log), DIE_ON))
+    await engine.daily_set(player(99), "C1", "00:00", "UTC")
     # what the scheduler's first tick does: close whatever expired while the bot was down
     while deliveries := await engine.expire_due():
         for d in deliveries:
@@ -173,8 +249,14 @@ async def run(args: argparse.Namespace, redeliver: list[dict]) -> None:
     if args.die_at and args.die_at.startswith("commit:"):
         die_after_commits(int(args.die_at.split(":")[1]))
     for a in redeliver:
-        await send(engine, player(int(a["user"][1:])), a["session"], a["question"], a["letter"], a["event"])
+        await send(engine, player(int(a["user"][1:])), a["session"], a["question"], a["letter"], a["event"],
+                   gated=False)
+    stop = asyncio.Event()
+    COUNTS["active"] = args.players
+    delivering = asyncio.create_task(deliver(engine, worker, stop))
     await asyncio.gather(*(play(engine, i, args.rounds, args.seed) for i in range(args.players)))
+    stop.set()
+    await delivering
     emit("DONE")
     await store.close()
 
@@ -187,12 +269,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--players", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--platform-log", required=True)
+    parser.add_argument("--die-on", choices=("BADGE", "DELIVERED"))
     parser.add_argument("--redeliver", help="JSON list of answers a platform delivers again on start-up")
     parser.add_argument("--die-at", help="ack:N or commit:N")
     args = parser.parse_args(argv)
     if args.die_at and args.die_at.startswith("ack:"):
         DIE_AT["ack"] = int(args.die_at.split(":")[1])
     redeliver = json.loads(Path(args.redeliver).read_text()) if args.redeliver else []
+    global DIE_ON
+    DIE_ON = args.die_on
     asyncio.run(run(args, redeliver))
     return 0
 

@@ -9,6 +9,11 @@ platform retries an unacknowledged event) plus a few that were acknowledged, and
 run to the end. Then it checks, from the database alone: every acknowledged answer is stored
 exactly once, every score equals the sum of its answers, no session is stuck, the deadlines that
 passed while the bot was down were closed on start-up, and the badge was awarded at most once.
+
+The outbox: in some runs the driver kills itself right after a badge was shown (its celebration and
+grant are committed, not delivered) or right after the fake platform took an outbox entry (delivered,
+not yet recorded as sent). In the end the platform holds every celebration, grant and daily post
+exactly once: 0 lost, 0 duplicated.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +37,10 @@ SEED = 20260105
 PLAYERS = 20
 ROUNDS = 3
 KILLS = 12
+# kill index -> the driver kills itself right after its first line of this kind (else the ACK kill applies)
+# (the first run's first delivery is the daily post; a BADGE comes only when a perfect player finishes)
+TRIGGERS = {0: "DELIVERED", 5: "BADGE", 8: "BADGE", 11: "BADGE"}
+LAST_KILL_ACKS = 25  # the first and last kills wait for the most answers: the delivery (or a badge) comes first
 DOWNTIME = 250.0  # seconds of "downtime" on some restarts: past every time limit (120 s, expert 180 s)
 RUN_TIMEOUT = 60.0  # a hung driver fails the test instead of hanging CI
 CLOSED = ("correct", "wrong", "timeout", "skipped")
@@ -46,29 +56,37 @@ class Run:
         return [w[1:] for w in self.lines if w and w[0] == kind]
 
 
-def plan(rng: random.Random) -> list[tuple[str, int, float, float]]:
-    """Per kill: how it is chosen, a count, a delay and the downtime before the restart.
+def plan(rng: random.Random) -> list[tuple[str, int, float, float, str | None]]:
+    """Per kill: how it is chosen, a count, a delay, the downtime before the restart, and for the
+    outbox kills the line after which the driver kills itself (the first BADGE or DELIVERED).
 
     Counts, not time, decide where most kills land, so the test covers the same ground however fast
     the engine is and however many answers share a commit: `ready` (killed from outside right after
     start-up), `ack` (the driver dies right after printing its n-th ACK), `commit` (it dies right
     after SQLite's n-th COMMIT, before that batch's replies are released: committed, never
     acknowledged). `outside` kills it from outside a random delay of at most 25 ms after the n-th
-    ACK, so that some kills land in the middle of transactions in flight.
+    ACK, so that some kills land in the middle of transactions in flight. The outbox kills (TRIGGERS)
+    are `outside` kills that die earlier if their line comes first: between an outbox write (a
+    badge's celebration and grant, a time-out) and its delivery, or right after a delivery; the
+    first and last wait for the most answers so that the delivery (or a badge) comes first.
     """
     kills = []
     for i in range(KILLS):
-        how = "ready" if i in (3, 9) else ("ack", "commit", "outside")[i % 3]
-        n = rng.randint(1, 6) if how == "commit" else rng.randint(1, 25)
-        kills.append((how, n, rng.uniform(0, 0.025) if how == "outside" else 0.0, DOWNTIME if i % 3 == 1 else 0.0))
+        how = "ready" if i in (3, 9) else "outside" if i in TRIGGERS else ("ack", "commit", "outside")[i % 3]
+        n = (LAST_KILL_ACKS if i in (0, KILLS - 1) else rng.randint(1, 6) if how == "commit"
+             else rng.randint(1, 25))
+        kills.append((how, n, rng.uniform(0, 0.025) if how == "outside" else 0.0,
+                      DOWNTIME if i % 3 == 1 else 0.0, TRIGGERS.get(i)))
     assert sum(1 for k in kills if k[0] == "ready") >= 2 and sum(1 for k in kills if k[3]) >= 3
     assert sum(1 for k in kills if k[0] == "commit") >= 3
     return kills
 
 
-def start(tmp: Path, offset: float, redeliver: list[dict], n: int, die_at: str | None) -> subprocess.Popen[str]:
+def start(tmp: Path, offset: float, redeliver: list[dict], n: int, die_at: str | None,
+          die_on: str | None) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "tests.reliability.crash_driver", "--db", str(tmp / "quiz.sqlite3"),
             "--bank", str(tmp / "bank"), "--offset", str(offset), "--seed", str(SEED),
+            "--platform-log", str(tmp / "platform.log"), *(["--die-on", die_on] if die_on else []),
             "--players", str(PLAYERS), "--rounds", str(ROUNDS)]
     if die_at:
         args += ["--die-at", die_at]
@@ -81,8 +99,9 @@ def start(tmp: Path, offset: float, redeliver: list[dict], n: int, die_at: str |
 
 
 def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], how: str | None, count: int = 0,
-               delay: float = 0.0) -> Run:
-    """Run the driver and kill it as `how` says (see plan), or let it finish (how is None).
+               delay: float = 0.0, die_on: str | None = None) -> Run:
+    """Run the driver and kill it as `how` says (see plan), or let it finish (how is None); with
+    `die_on` it may kill itself earlier, right after its first line of that kind.
 
     The delay is a bounded real wait on a real process: it only picks where the kill lands.
     """
@@ -92,7 +111,7 @@ def run_driver(tmp: Path, n: int, offset: float, redeliver: list[dict], how: str
         hung.set()
         proc.kill()
 
-    proc = start(tmp, offset, redeliver, n, f"{how}:{count}" if how in ("ack", "commit") else None)
+    proc = start(tmp, offset, redeliver, n, f"{how}:{count}" if how in ("ack", "commit") else None, die_on)
     kill_after = {"ready": 0, "outside": count}.get(how or "")
     watchdog = threading.Timer(RUN_TIMEOUT, give_up)
     watchdog.start()
@@ -185,8 +204,8 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
     offset = 0.0
     redeliver: list[dict] = []
     expected_expired: list[set[tuple[str, str]]] = []
-    killed = committed_unacked = 0
-    for n, (how, count, delay, downtime) in enumerate([*plan(rng), (None, 0, 0.0, 0.0)]):
+    killed = committed_unacked = outbox_kills = 0
+    for n, (how, count, delay, downtime, die_on) in enumerate([*plan(rng), (None, 0, 0.0, 0.0, None)]):
         if n:
             check_consistent(db)
         offset += downtime
@@ -194,7 +213,7 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
         due = overdue(db, time.time() + offset) if n else set()
         assert due or not downtime or not n, "the downtime should have left some deadline behind"
         expected_expired.append(due)
-        run = run_driver(tmp_path, n, offset, redeliver, how, count, delay)
+        run = run_driver(tmp_path, n, offset, redeliver, how, count, delay, die_on)
         runs.append(run)
         # only a redelivery can be rejected: an answer to a question (or quiz) closed while the bot was down
         rejected = run.of("REJ")
@@ -202,6 +221,7 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
         assert {why for _, why in rejected} <= {"QuestionClosed", "SessionClosed"}, (n, rejected)
         if how is not None and run.returncode == -signal.SIGKILL:
             killed += 1
+            outbox_kills += bool(run.lines) and run.lines[-1][:1] in (["BADGE"], ["DELIVERED"])
         else:
             assert run.returncode == 0 and run.of("DONE"), (n, run.returncode, run.stderr)
         if how == "commit":
@@ -249,3 +269,13 @@ def test_sigkill_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
     holders = {u for (u,) in query(db, "SELECT p.user_id FROM badges b JOIN players p ON p.id = b.player_id")}
     # (check_consistent showed the holders are exactly the players with a perfect finished challenge)
     assert set(shown) <= holders and len(holders) >= 3, holders
+    # the outbox: every celebration, grant and daily post reached the platform exactly once
+    assert outbox_kills >= 1 and runs[0].lines[-1][0] == "DELIVERED", outbox_kills
+    delivered = Counter((tmp_path / "platform.log").read_text().split("\n")[:-1])
+    assert all(n == 1 for n in delivered.values()), [k for k, n in delivered.items() if n > 1]
+    pids = [pid for (pid,) in query(db, "SELECT player_id FROM badges")]
+    expected = {f"{kind}:{pid}:Technical Debt Mastery" for pid in pids for kind in ("celebration", "grant")}
+    [(post_key, post_status)] = query(db, "SELECT 'daily_post:' || channel || ':' || local_date, status "
+                                          "FROM daily_posts")
+    assert set(delivered) == expected | {post_key} and post_status == "posted"
+    assert query(db, "SELECT DISTINCT status FROM outbox") == [("sent",)]

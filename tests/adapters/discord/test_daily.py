@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.scheduler import daily_post_of
 from tests.adapters.discord.helpers import buttons
 
 
@@ -57,8 +58,8 @@ async def test_a_daily_post_an_answer_each_and_the_reveal(world):
 async def test_a_post_sent_before_a_crash_is_found_not_posted_twice(world):
     mod = await schedule(world)
     await mod.slash(world.channel, "mldebt-admin daily now")
-    (post,) = await world.engine.claim_daily_posts(["discord"])
-    await world.env.bot.daily.post(post)  # …and the process dies before recording it
+    (entry,) = await world.scheduler.outbox._claim()  # a worker claims the queued post, sends it…
+    await world.env.bot.daily.post(daily_post_of(entry))  # …and the process dies before recording it
     world.clock.advance(61)  # the claim's lease runs out
     posts, _ = await world.scheduler.daily_tick()
     assert [p.reconcile for p in posts] == [True]
@@ -70,3 +71,15 @@ async def test_daily_settings_need_manage_server_and_status_is_for_everyone(worl
     await schedule(world)
     status = await world.alice.slash(world.channel, "mldebt daily")
     assert status.response.embeds[0].description.startswith(f"<#{world.channel.id}>: every day at 09:00 Europe/Berlin")
+
+
+async def test_daily_set_refuses_a_channel_the_bot_cannot_post_in(world):
+    closed = world.guild.create_text_channel(
+        "closed", overwrites={world.env.bot.user: discord.PermissionOverwrite(send_messages=False)})
+    mod = world.admin()
+    done = await mod.slash(world.channel, "mldebt-admin daily set", channel=closed, time="09:00",
+                           timezone="Europe/Berlin")
+    shown = " ".join([done.response.content or ""] + [e.description or "" for e in done.response.embeds])
+    assert f"I can't post in <#{closed.id}>: the bot lacks Send Messages" in shown
+    assert "Fix: Give the bot Send Messages" in shown and done.response.ephemeral
+    assert world.query("SELECT COUNT(*) FROM daily_channels") == [(0,)]
