@@ -26,6 +26,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def player_of(n: int) -> Player:
 
 def pick(bank: Bank, card: QuestionCard, right: bool) -> str:
     answer = bank.question(card.question_id).answer_text
-    return next(c.letter for c in card.choices if (c.text == answer) == right)
+    return next(c.letter for c in card.choices if (c.text == answer) == right and c.letter not in card.tried)
 
 
 def card_in(replies: list[Reply]) -> QuestionCard | None:
@@ -93,7 +94,7 @@ async def play(engine: QuizEngine, n: int, card: QuestionCard, rng: random.Rando
         else:
             feedback = replies[0]
             assert isinstance(feedback, Feedback) and not feedback.final
-            first = False
+            card, first = replace(card, tried=(*card.tried, feedback.chosen)), False  # a letter is tried once
 
 
 async def start(engine: QuizEngine, n: int, latencies: list[float]) -> QuestionCard:
@@ -208,7 +209,7 @@ async def anatomy(path: Path, bank: Bank, players: int, seed: int) -> dict:
                 if any(isinstance(r, Summary) for r in replies):
                     break
                 nxt = card_in(replies)
-                card, first = (nxt, True) if nxt is not None else (card, False)
+                card, first = (nxt, True) if nxt is not None else (replace(card, tried=(replies[0].chosen,)), False)
     finally:
         db.execute, db.executemany, db._execute = real_execute, real_executemany, real_hop  # type: ignore[method-assign]
         db.execute_fetchall = real_fetchall  # type: ignore[method-assign]

@@ -58,7 +58,7 @@ def render(reply: Reply) -> str:
             body = [head, f"[{reply.question_id}] {reply.prompt}"]
             if reply.code:
                 body += ["", *("    " + line for line in reply.code.rstrip().splitlines()), ""]
-            body += [f"  {c.letter}) {c.text}" for c in reply.choices]
+            body += [f"  {c.letter}) {c.text}" + (" (tried)" if c.letter in reply.tried else "") for c in reply.choices]
             if reply.deadline is not None:
                 body.append(f"Time limit {reply.time_limit} s: answer by {reply.deadline:%H:%M:%S} UTC. "
                             f"Attempts left: {reply.attempts_left}.")
