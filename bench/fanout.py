@@ -146,7 +146,7 @@ def _lease_wait(db: Path, base: float) -> float:
     """Seconds until the dead process's claims run out, on the bot's clock."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        (latest,) = con.execute("SELECT MAX(lease_until) FROM daily_posts WHERE status = 'posting'").fetchone()
+        (latest,) = con.execute("SELECT MAX(lease_until) FROM outbox WHERE status = 'sending'").fetchone()
     finally:
         con.close()
     if latest is None:

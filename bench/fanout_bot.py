@@ -10,7 +10,7 @@ The clock is real time mapped onto the benchmark's date: `now = BENCH_NOW + (tim
 SHIFT`, so a restarted process continues the same timeline, and SHIFT can stand for downtime.
 
 It writes JSON lines to STATS as it goes (flushed at once, so they survive a SIGKILL): when the
-scheduler started, each `claim_daily_posts` call (start, end, posts claimed) and when all were
+scheduler started, each `queue_daily_posts` call (start, end, posts queued) and when all were
 posted, with the process's CPU time at those points. Times are `time.perf_counter()`, which is CLOCK_MONOTONIC on Linux: the parent compares
 them with its own.
 """
@@ -82,7 +82,7 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
     settings = Settings(database=db_path, slack_bot_token=TOKEN, slack_signing_secret=SECRET)
     build_app(settings, engine, scheduler=scheduler, client=make_client(TOKEN, base_url=slack_url))
 
-    claim = engine.claim_daily_posts
+    claim = engine.queue_daily_posts
 
     async def timed_claim(platforms: Any) -> Any:  # bench-only instrumentation
         t0, c0 = time.perf_counter(), time.process_time()
@@ -91,7 +91,7 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
                     reconcile=sum(p.reconcile for p in posts), cpu_start=c0, cpu_end=time.process_time())
         return posts
 
-    engine.claim_daily_posts = timed_claim  # type: ignore[method-assign]
+    engine.queue_daily_posts = timed_claim  # type: ignore[method-assign]
     async with store.transaction() as tx:
         channels = len([c for c in await tx.daily_channels(None, None) if c.enabled])
     parent, deadline = os.getppid(), time.monotonic() + MAX_S

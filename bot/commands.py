@@ -35,6 +35,7 @@ HELP: tuple[tuple[str, str], ...] = (
 )
 ADMIN_HELP: tuple[tuple[str, str], ...] = (
     ("admin status", "pending badge grants and their reasons; celebration on/off"),
+    ("admin retry", "after fixing a delivery problem that admin status shows: try again now"),
     ("admin celebrate on|off", "post (or not) a public celebration when someone earns the badge"),
     ("admin timezone Area/City", "the time zone of leaderboard weeks/months and streaks (default UTC)"),
     ("daily set #channel HH:MM Area/City", "post a daily question there at that local time"),
@@ -95,6 +96,8 @@ async def _admin(engine: QuizEngine, player: Player, args: list[str], is_admin: 
         return await engine.admin_status(player, celebrate_default=celebrate_default)
     if len(args) == 2 and args[0] == "timezone":
         return await engine.set_timezone(player, raw[1])
+    if args == ["retry"]:
+        return await engine.retry_deliveries(player, celebrate_default=celebrate_default)
     return [HelpText(ADMIN_HELP, "Admin commands:")]
 
 

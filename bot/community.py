@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from . import errors
 from .bank import LETTERS
+from .outbox import OutboxEntry, dumps, resume
 from .periods import (
     PERIODS,
     daily_instant,
@@ -40,6 +41,7 @@ from .periods import (
     streak,
     zone,
 )
+from .platform_errors import Permanent, Transient
 from .replies import (
     Choice,
     DailyChannelInfo,
@@ -66,7 +68,6 @@ TEAM_NAME_MIN, TEAM_NAME_MAX = 3, 32
 REVIEW_INTERVAL_DAYS = {1: 1, 2: 3, 3: 7}  # days until the next review after a right answer in box n
 REVIEW_RETIRE_AFTER_BOX = 4
 REVIEW_BATCH = 5
-DAILY_LEASE_SECONDS = 60
 _CHANNEL_REF = re.compile(r"^<#([A-Za-z0-9]+)(?:\|[^>]*)?>$")
 _CHANNEL_ID = re.compile(r"^#?([A-Za-z0-9_-]{1,80})$")
 
@@ -271,11 +272,27 @@ class CommunityMixin:
         tz = zone(tz_name)
         if tz is None:
             raise errors.BadRequest(f"Unknown time zone '{tz_name[:60]}'. Use an IANA name like Europe/Berlin.")
+        await self._probe_channel(player, channel)
         async with self._tx() as tx:
             await tx.set_daily_channel(DailyChannelRow(player.platform, player.tenant, channel, at.strftime("%H:%M"),
                                                        tz_name, True), self._now())
+            await resume(tx, player.platform, player.tenant, channel, self._now())  # the admin re-checked it
         self.deadlines_changed.set()
         return await self.daily_status(player)
+
+    async def _probe_channel(self: QuizEngine, player: Player, channel: str) -> None:
+        """Refuse a daily channel the bot cannot post in, with the platform's reason and the fix."""
+        probe = self.channel_probes.get(player.platform)
+        if probe is None:
+            return
+        try:
+            await probe(player.tenant, channel)
+        except Permanent as exc:
+            raise errors.BadRequest(f"I can't post in <#{channel}>: {exc.detail}."
+                                    + (f" Fix: {exc.fix}" if exc.fix else "")) from exc
+        except Transient as exc:
+            raise errors.BadRequest(f"I could not check <#{channel}> just now ({exc.reason}); please try again "
+                                    "in a minute.") from exc
 
     async def daily_off(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
         async with self._tx() as tx:
@@ -325,16 +342,20 @@ class CommunityMixin:
         return [Notice(f"Posting today's question in <#{row.channel}> now.")]
 
     async def _queue_post(self: QuizEngine, tx: Tx, row: DailyChannelRow, day: date, tz: ZoneInfo, at,
-                          now: float) -> bool:
+                          now: float) -> DailyPost | None:
         question_id = self._next_daily_question(await tx.daily_history(row.platform, row.tenant, row.channel))
         closes = daily_instant(day + timedelta(days=1), at, tz).timestamp()
         post = DailyPostRow(secrets.token_hex(8), row.platform, row.tenant, row.channel, day.isoformat(), question_id,
-                            self._shuffle(), "queued", None, now, None, max(closes, now + 3600))
+                            self._shuffle(), "queued", None, 0.0, None, max(closes, now + 3600))
         if not await tx.insert_daily_post(post):
-            return False
+            return None
         # the previous post's window closes when the next one goes out
         await tx.close_daily_windows(row.platform, row.tenant, row.channel, post.id, now)
-        return True
+        reply = self._daily_reply(post)
+        await tx.enqueue(row.platform, row.tenant, "daily_post", f"daily_post:{row.channel}:{post.local_date}",
+                         row.channel, dumps({"post_id": post.id, "post": reply}), now, expires_at=post.closes_at)
+        self.deadlines_changed.set()
+        return reply
 
     def _next_daily_question(self: QuizEngine, history_newest_first: list[str]) -> str:
         """A question the channel has not seen in the current pass through the whole bank."""
@@ -350,77 +371,88 @@ class CommunityMixin:
             seen = set()
         return self.rng.choice(sorted(all_ids - seen))
 
-    async def claim_daily_posts(self: QuizEngine, platforms: Collection[str]) -> list[DailyPost]:
-        """Queue what is due, then claim queued posts and posts whose last attempt's lease ran out.
+    async def queue_daily_posts(self: QuizEngine, platforms: Collection[str]) -> list[DailyPost]:
+        """Write the daily posts that are due (a `daily_posts` row and its outbox entry, together).
 
-        Only `platforms` (those this process can post to) are queued and claimed.
+        Only `platforms` (those this process can post to) are queued; a channel or tenant whose
+        deliveries are paused gets none until an admin fixes it. The entry expires when the post's
+        window closes, so a post that could not go out in time is dropped, never posted late.
         """
         now_dt = self.clock.now()
         now = now_dt.timestamp()
-        claimed: list[DailyPost] = []
+        queued: list[DailyPost] = []
         async with self._tx() as tx:
+            paused = {(s.platform, s.tenant, s.target) for s in await tx.target_states(None, None)
+                      if s.state == "paused"}
             for row in await tx.daily_channels(None, None):
                 tz, at = zone(row.timezone), parse_hhmm(row.post_time)
                 if not row.enabled or tz is None or at is None or row.platform not in platforms:
+                    continue
+                if {(row.platform, row.tenant, row.channel), (row.platform, row.tenant, "")} & paused:
                     continue
                 day = latest_slot(now_dt, at, tz)
                 # `daily now` may already have posted the next local day's question early
                 taken = [await tx.daily_post_on(row.platform, row.tenant, row.channel, d.isoformat())
                          for d in (day, day + timedelta(days=1))]
                 if taken == [None, None]:
-                    await self._queue_post(tx, row, day, tz, at, now)
-            for status, reconcile in (("queued", False), ("posting", True)):
-                for post in await tx.daily_posts_due(status, now, "lease_until"):
-                    if post.platform not in platforms:
-                        continue
-                    post.status, post.lease_until = "posting", now + DAILY_LEASE_SECONDS
-                    if await tx.update_daily_post(post, status):
-                        claimed.append(self._daily_reply(post, reconcile))
-        return claimed
+                    post = await self._queue_post(tx, row, day, tz, at, now)
+                    if post is not None:
+                        queued.append(post)
+        return queued
 
-    def _daily_reply(self: QuizEngine, post: DailyPostRow, reconcile: bool) -> DailyPost:
+    def _daily_reply(self: QuizEngine, post: DailyPostRow) -> DailyPost:
         q = self.bank.question(post.question_id)
         choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(o)]) for i, o in enumerate(post.choice_order))
         return DailyPost(post.id, post.platform, post.tenant, post.channel, post.local_date, q.id, q.topic,
-                         q.difficulty, q.prompt, q.code, choices, datetime.fromtimestamp(post.closes_at, UTC),
-                         reconcile)
+                         q.difficulty, q.prompt, q.code, choices, datetime.fromtimestamp(post.closes_at, UTC))
 
     async def daily_posted(self: QuizEngine, post_id: str, message_ref: str) -> bool:
         async with self._tx() as tx:
-            post = await tx.get_daily_post(post_id)
-            if post is None or post.status != "posting":
-                return False
-            post.status, post.message_ref, post.posted_at = "posted", message_ref, self._now()
-            return await tx.update_daily_post(post, "posting")
+            return await self._mark_posted(tx, post_id, message_ref)
 
-    async def claim_daily_reveals(self: QuizEngine, platforms: Collection[str]) -> list[DailyReveal]:
+    async def _mark_posted(self: QuizEngine, tx: Tx, post_id: str, message_ref: str | None) -> bool:
+        post = await tx.get_daily_post(post_id)
+        if post is None or post.status not in ("queued", "missed"):
+            return False
+        expect = post.status
+        post.status, post.message_ref, post.posted_at = "posted", message_ref, self._now()
+        return await tx.update_daily_post(post, expect)
+
+    async def on_daily_post_settled(self: QuizEngine, tx: Tx, entry: OutboxEntry) -> None:
+        """The outbox hook of a daily post: posted (with its message), or missed (failed or too late)."""
+        post_id = entry.data["post_id"]
+        if entry.status == "sent":
+            await self._mark_posted(tx, post_id, entry.sent_ref)
+            return
+        post = await tx.get_daily_post(post_id)
+        if post is not None and post.status == "queued":
+            post.status = "missed"
+            await tx.update_daily_post(post, "queued")
+
+    async def close_daily_posts(self: QuizEngine) -> list[DailyReveal]:
+        """Close every post whose window has ended and write its reveal to the outbox (same transaction)."""
         now = self._now()
         out: list[DailyReveal] = []
         async with self._tx() as tx:
-            due = [(p, "posted") for p in await tx.daily_posts_due("posted", now, "closes_at")]
-            due += [(p, "closing") for p in await tx.daily_posts_due("closing", now, "lease_until")]
-            for post, status in due:
-                if post.platform not in platforms:
-                    continue
-                post.status, post.lease_until = "closing", now + DAILY_LEASE_SECONDS
-                if not await tx.update_daily_post(post, status):
+            for post in await tx.daily_posts_due("queued", now, "closes_at"):
+                post.status = "missed"  # its outbox entry expires with the window
+                await tx.update_daily_post(post, "queued")
+            for post in await tx.daily_posts_due("posted", now, "closes_at"):
+                post.status = "closed"
+                if not await tx.update_daily_post(post, "posted"):
                     continue
                 q = self.bank.question(post.question_id)
                 answered, correct = await tx.daily_counts(post.id)
                 choices = tuple(Choice(LETTERS[i], q.choices[LETTERS.index(o)])
                                 for i, o in enumerate(post.choice_order))
-                out.append(DailyReveal(post.id, post.platform, post.tenant, post.channel, post.message_ref,
-                                       post.local_date, q.id, q.prompt, choices,
-                                       LETTERS[post.choice_order.index(q.answer)], q.answer_text, q.explanation,
-                                       answered, correct))
+                reveal = DailyReveal(post.id, post.platform, post.tenant, post.channel, post.message_ref,
+                                     post.local_date, q.id, q.prompt, choices,
+                                     LETTERS[post.choice_order.index(q.answer)], q.answer_text, q.explanation,
+                                     answered, correct)
+                await tx.enqueue(post.platform, post.tenant, "daily_reveal", f"daily_reveal:{post.id}", post.channel,
+                                 dumps(reveal), now)
+                out.append(reveal)
         return out
-
-    async def daily_revealed(self: QuizEngine, post_id: str) -> None:
-        async with self._tx() as tx:
-            post = await tx.get_daily_post(post_id)
-            if post is not None and post.status == "closing":
-                post.status = "closed"
-                await tx.update_daily_post(post, "closing")
 
     async def daily_answer(self: QuizEngine, player: Player, post_id: str, question_id: str, choice: str,
                            event_id: str) -> list[Reply]:
@@ -461,12 +493,13 @@ class CommunityMixin:
                         attempts_left=0, final=True, answer_letter=LETTERS[post.choice_order.index(q.answer)],
                         answer_text=q.answer_text, explanation=q.explanation)
 
-    async def next_wakeup(self: QuizEngine) -> datetime | None:
-        """The earliest of: a question deadline, a daily lease or window close, a scheduled daily post."""
+    async def next_wakeup(self: QuizEngine, routes: Collection[str] = ()) -> datetime | None:
+        """The earliest of: a question deadline, a daily window close, a scheduled daily post, and a due
+        or lease-expired outbox entry of `routes` (the "platform:kind" this process delivers)."""
         now = self.clock.now()
         candidates: list[float] = []
         async with self._tx() as tx:
-            for value in (await tx.next_deadline(), await tx.next_daily_event()):
+            for value in (await tx.next_deadline(), await tx.next_daily_event(), await tx.next_outbox_event(routes)):
                 if value is not None:
                     candidates.append(value)
             for row in await tx.daily_channels(None, None):

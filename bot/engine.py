@@ -9,16 +9,18 @@ no timer fired. Rejected actions raise a QuizError (see bot/errors.py) and write
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from . import errors
+from . import errors, outbox
 from .bank import DIFFICULTIES, LETTERS, Bank, Question
 from .clock import Clock
 from .community import CommunityMixin
@@ -42,6 +44,7 @@ from .replies import (
     Breakdown,
     Choice,
     ConceptCard,
+    DeliveryProblem,
     Feedback,
     Hint,
     ItemResult,
@@ -50,6 +53,7 @@ from .replies import (
     Player,
     QuestionCard,
     Reply,
+    ScheduleHealth,
     SessionStarted,
     Skipped,
     Stats,
@@ -62,7 +66,10 @@ from .replies import (
 from .scoring import points_for
 from .store import AnswerRow, ItemRow, SessionRow, Store, Tx
 from .store.base import StoreBusy
+from .store.outbox import TENANT, TargetState
 from .text import clean
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,26 @@ class Delivery:
     mode: str
     route: str | None
     replies: tuple[Reply, ...]
+
+
+GRANT_OPEN = ("pending", "sending", "failed", "paused")
+CELEBRATION_TTL = 86400.0  # a celebration a day late is noise, not news
+TIMEOUT_TTL = 900.0  # after 15 minutes neither platform can update the player's message any more
+TENANT_REASONS = {
+    "app_uninstalled": "The app was uninstalled from this workspace.",
+    "tokens_revoked": "The bot's token was revoked.",
+    "guild_removed": "The bot was removed from this server.",
+}
+
+
+def _route_target(route: str | None) -> str:
+    """The channel a stored route points at (the outbox's target), or "" if it names none."""
+    try:
+        data = json.loads(route) if route else None
+    except ValueError:
+        return ""
+    channel = data.get("channel") if isinstance(data, dict) else None
+    return str(channel) if channel else ""
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -100,6 +127,11 @@ class QuizEngine(CommunityMixin):
         # players with a result the platform refused to show (see `unseen`); loaded on first use
         self._unseen_keys: set[tuple[str, str, str]] = set()
         self._unseen_keys_loaded = False
+        # platform -> the outbox kinds some process delivers there (registered through the scheduler);
+        # a time-out or celebration is written to the outbox only where it will be delivered
+        self.outbox_kinds: dict[str, set[str]] = {}
+        # platform -> `probe(tenant, channel)`: raises a PlatformError if the bot cannot post there
+        self.channel_probes: dict[str, Callable[[str, str], Awaitable[None]]] = {}
 
     # -----------------------------------------------------------------------------------------
     # plumbing
@@ -289,9 +321,9 @@ class QuizEngine(CommunityMixin):
         if mode.awards_badge and session.status == "finished" and session.correct == session.total:
             if await tx.award_badge(session.player_id, BADGE_MASTERY, session.id, self._now()):
                 player = await self._player_of(tx, session)
-                if player.platform in self.grant_platforms:
-                    await tx.add_grant(session.player_id, BADGE_MASTERY, self._now())
-                replies.append(BadgeAwarded(player, BADGE_MASTERY, session.id))
+                badge = BadgeAwarded(player, BADGE_MASTERY, session.id)
+                await self._enqueue_badge(tx, session, badge)
+                replies.append(badge)
         return replies
 
     async def _catch_up(self, tx: Tx, session: SessionRow, now: float) -> list[Reply]:
@@ -611,8 +643,10 @@ class QuizEngine(CommunityMixin):
                 assert item is not None
                 replies = await self._close_item(tx, session, item, "timeout", now)
                 if replies:
-                    deliveries.append(Delivery(await self._player_of(tx, session), session.id, session.mode,
-                                               session.route, tuple(replies)))
+                    delivery = Delivery(await self._player_of(tx, session), session.id, session.mode, session.route,
+                                        tuple(replies))
+                    await self._enqueue_timeout(tx, delivery, position)
+                    deliveries.append(delivery)
         return deliveries
 
     async def next_deadline(self) -> datetime | None:
@@ -623,16 +657,89 @@ class QuizEngine(CommunityMixin):
     # platform grants and per-tenant settings
 
     async def pending_grants(self, platform: str, tenant: str | None = None) -> list[PendingGrant]:
+        """Grants not carried out yet (waiting, retrying, paused or failed), oldest first."""
         async with self._tx() as tx:
-            rows = await tx.grants(platform, tenant, "pending")
-        return [PendingGrant(Player(r.player.platform, r.player.tenant, r.player.user_id, r.player.display_name),
-                             r.badge, r.reason, r.attempts, _ts(r.updated_at)) for r in rows]
+            rows = await tx.outbox_entries(platform, tenant, "grant", GRANT_OPEN)
+            out = []
+            for e in rows:
+                data = e.data
+                row = await tx.get_player(data["player_id"])
+                player = Player(platform, e.tenant, data["user"], row.display_name if row else "")
+                reason = (f"{e.last_error}: {e.error_fix}" if e.error_fix else e.error_detail) if e.last_error else None
+                out.append(PendingGrant(player, data["badge"], reason, e.attempts, _ts(e.first_error_at or e.created_at)))
+        return out
 
     async def record_grant(self, player: Player, badge: str, *, ok: bool, reason: str | None = None) -> None:
-        """The adapter tried the platform grant: done, or still pending with the reason (retried later)."""
+        """The adapter tried the platform grant itself: done, or still pending with the reason."""
         async with self._tx() as tx:
             pid = await self._player_id(tx, player)
-            await tx.set_grant(pid, badge, "done" if ok else "pending", reason, self._now())
+            await tx.outbox_set(f"grant:{pid}:{badge}", "sent" if ok else "pending", None if ok else "refused",
+                                reason, None, self._now())
+
+    # -- the outbox: intents written with the facts that cause them (see bot/outbox.py) ----------
+
+    async def _enqueue_badge(self, tx: Tx, session: SessionRow, badge: BadgeAwarded) -> None:
+        player, now = badge.player, self._now()
+        if player.platform in self.grant_platforms:
+            await tx.enqueue(player.platform, player.tenant, "grant", f"grant:{session.player_id}:{badge.badge}",
+                             f"badge:{badge.badge}",
+                             outbox.dumps({"player_id": session.player_id, "user": player.user, "badge": badge.badge}),
+                             now)
+        if "celebration" in self.outbox_kinds.get(player.platform, ()):
+            await tx.enqueue(player.platform, player.tenant, "celebration",
+                             f"celebration:{session.player_id}:{badge.badge}", _route_target(session.route),
+                             outbox.dumps({"badge": badge, "route": session.route}), now,
+                             expires_at=now + CELEBRATION_TTL)
+        self.deadlines_changed.set()
+
+    async def _enqueue_timeout(self, tx: Tx, delivery: Delivery, position: int) -> None:
+        player, now = delivery.player, self._now()
+        if "timeout" in self.outbox_kinds.get(player.platform, ()):
+            await tx.enqueue(player.platform, player.tenant, "timeout", f"timeout:{delivery.session_id}:{position}",
+                             _route_target(delivery.route), outbox.dumps(delivery.__dict__), now,
+                             expires_at=now + TIMEOUT_TTL)
+
+    async def tenant_removed(self, platform: str, tenant: str, reason: str, fix: str | None = None) -> None:
+        """The app was uninstalled, its token revoked, the bot removed: pause everything of the tenant."""
+        now = self._now()
+        async with self._tx() as tx:
+            prior = await tx.target_state(platform, tenant, TENANT)
+            if prior is not None and prior.state == "paused" and prior.reason == reason:
+                return
+            await tx.set_target_state(TargetState(platform, tenant, TENANT, "paused", reason,
+                                                  TENANT_REASONS.get(reason, reason), fix,
+                                                  prior.since if prior else now, now))
+            moved = await tx.outbox_move(platform, tenant, None, None, ("pending", "sending"), "paused", now)
+        log.warning("%s %s paused (%s): %d waiting deliveries held", platform, tenant, reason, moved)
+
+    async def tenant_restored(self, platform: str, tenant: str) -> bool:
+        """Reinstalled or re-added: resume the tenant's schedules and waiting deliveries. True if it was paused."""
+        now = self._now()
+        async with self._tx() as tx:
+            prior = await tx.target_state(platform, tenant, TENANT)
+            if prior is None:
+                return False
+            await outbox.resume(tx, platform, tenant, None, now)
+        self.deadlines_changed.set()
+        return True
+
+    async def retry_deliveries(self, player: Player, *, celebrate_default: bool) -> list[Reply]:
+        """An admin says the cause is fixed: forget the tenant's delivery problems, retry what waits."""
+        now = self._now()
+        async with self._tx() as tx:
+            moved = 0
+            for state in await tx.target_states(player.platform, player.tenant):
+                moved += await outbox.resume(tx, player.platform, player.tenant, state.target or None, now)
+            moved += await tx.outbox_move(player.platform, player.tenant, None, "grant", ("failed",), "pending", now)
+        self.deadlines_changed.set()
+        note = Notice(f"Trying {moved} waiting deliver{'y' if moved == 1 else 'ies'} again now." if moved
+                      else "Nothing was waiting; admin status below.")
+        return [note, *await self.admin_status(player, celebrate_default=celebrate_default)]
+
+    async def first_sight(self, platform: str, key: str) -> bool:
+        """Record an inbound id (a Slack trigger_id or event_id): False if it was handled before."""
+        async with self._tx() as tx:
+            return await tx.first_sight(platform, key, self._now())
 
     async def tenant_flag(self, platform: str, tenant: str, key: str, default: bool) -> bool:
         async with self._tx() as tx:
@@ -644,9 +751,18 @@ class QuizEngine(CommunityMixin):
             await tx.set_setting(platform, tenant, key, "on" if on else "off")
 
     async def admin_status(self, player: Player, *, celebrate_default: bool) -> list[Reply]:
+        """Settings, pending grants, and per schedule and per grant target the delivery problem with its fix."""
         celebrate = await self.tenant_flag(player.platform, player.tenant, "celebrate", celebrate_default)
         pending = await self.pending_grants(player.platform, player.tenant)
-        return [AdminStatus(player.platform, player.tenant, celebrate, tuple(pending))]
+        async with self._tx() as tx:
+            states = {s.target: s for s in await tx.target_states(player.platform, player.tenant)}
+            channels = await tx.daily_channels(player.platform, player.tenant)
+        problems = {t: DeliveryProblem(s.target, s.state, s.reason, s.detail, s.fix, _ts(s.since) or self.clock.now())
+                    for t, s in states.items()}
+        schedules = tuple(ScheduleHealth(c.channel, c.post_time, c.timezone, c.enabled, problems.get(c.channel))
+                          for c in channels)
+        others = tuple(p for t, p in problems.items() if t == TENANT or t.startswith("badge:"))
+        return [AdminStatus(player.platform, player.tenant, celebrate, tuple(pending), schedules, others)]
 
     # -----------------------------------------------------------------------------------------
     # information

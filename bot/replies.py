@@ -361,14 +361,47 @@ class PendingGrant:
 
 
 @dataclass(frozen=True)
+class DeliveryProblem:
+    """Why messages to a channel, a role/user group or the whole workspace are not getting through."""
+
+    target: str  # a channel id, "badge:<name>" for a badge's role or user group, "" for the whole tenant
+    state: str  # failing (still tried) | paused (waits for the fix)
+    reason: str  # stable, listed in the README's Troubleshooting
+    detail: str
+    fix: str | None
+    since: datetime
+
+    def line(self) -> str:
+        head = "Paused" if self.state == "paused" else "Failing"
+        return f"{head} since {self.since:%Y-%m-%d %H:%M} UTC: {self.detail} ({self.reason})" + \
+            (f". Fix: {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class ScheduleHealth:
+    """One daily-question schedule as the admin status shows it: its settings and its delivery problem."""
+
+    channel: str
+    post_time: str
+    timezone: str
+    enabled: bool
+    problem: DeliveryProblem | None = None
+
+
+@dataclass(frozen=True)
 class AdminStatus(Reply):
     platform: str
     tenant: str
     celebrate: bool
     pending: tuple[PendingGrant, ...]
+    schedules: tuple[ScheduleHealth, ...] = ()
+    problems: tuple[DeliveryProblem, ...] = ()  # the workspace's own and those of badge roles/user groups
 
     def text(self) -> str:
         lines = [f"Badge celebrations: {'on' if self.celebrate else 'off'}"]
+        for p in self.problems:
+            where = "Whole workspace/server" if not p.target else p.target.removeprefix("badge:") + " grants"
+            lines.append(f"{where}: {p.line()}")
         if not self.pending:
             lines.append("No pending badge grants.")
         else:
@@ -377,6 +410,9 @@ class AdminStatus(Reply):
                 who = g.player.display_name or g.player.user
                 lines.append(f"  - {who}: {g.badge} ({g.attempts} attempt{'s' if g.attempts != 1 else ''})"
                              f"{': ' + g.reason if g.reason else ''}")
+        for sch in self.schedules:
+            state = "off" if not sch.enabled else ("ok" if sch.problem is None else sch.problem.line())
+            lines.append(f"Daily question in <#{sch.channel}> at {sch.post_time} {sch.timezone}: {state}")
         return "\n".join(lines)
 
 

@@ -1,43 +1,43 @@
-"""Wakes up for stored deadlines and daily posts and hands what they produce to the adapters.
+"""Wakes up for stored deadlines, daily posts and outbox entries, and has the outbox worker send them.
 
 The scheduler decides nothing: it asks the engine to close what is due (deadlines are in the
-database), to claim the daily posts that are due (a claim is a database row, so two processes never
-both post), and passes the results to what each platform registered. On start the first tick closes
-whatever expired while the bot was down and catches up a missed daily post whose window is still
-open. Tests call `tick()` with a FakeClock.
+database; each closed question writes its time-out message to the outbox), to queue the daily
+posts that are due and close the windows that ended (each writes a post or a reveal to the outbox),
+and then runs the outbox worker (bot/outbox.py), which sends every due entry through what each
+platform registered, with leases, so two processes never both send one entry. On start the first
+tick closes whatever expired while the bot was down and catches up a missed daily post whose
+window is still open. Tests call `tick()` with a FakeClock.
 
-Daily posts and reveals are sent a few at a time (`daily_concurrency`), not one after another: at
-09:00 thousands of channels can be due together, and one after another each waits for the previous
-round trip (measured: 10,000 Slack posts took 34 s where a limit of 1,000 calls/s allows 10; see
-bench/fanout.py). The platform client's rate-limit handling, not the scheduler, paces them. A
-poster may offer `batch()`, an async context manager the scheduler holds around each tick's posts
-(and reveals) to that platform: the Slack poster keeps one HTTP session open for it.
+Platforms register per kind of entry: `register` (time-outs, as a function of a Delivery),
+`register_daily` (a DailyPoster: posts, finds after a crash, reveals) and `deliver` (any kind, as a
+function of the outbox entry). Entries are sent `concurrency` at a time (at 09:00 thousands of
+channels can be due together; the platform client paces them, see bench/fanout.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from .clock import Clock
 from .engine import Delivery, QuizEngine
+from .outbox import CONCURRENCY, Find, KindSender, OutboxEntry, OutboxWorker, Send, loads
 from .replies import DailyPost, DailyReveal
 
 log = logging.getLogger(__name__)
 
 Deliverer = Callable[[Delivery], Awaitable[None]]
-T = TypeVar("T")
-DAILY_CONCURRENCY = 16  # daily posts (or reveals) in flight at once
+DAILY_CONCURRENCY = CONCURRENCY  # entries (daily posts, reveals, ...) in flight at once
 
 
 class DailyPoster(Protocol):
     """What a platform does with daily posts. `post` returns a reference to the message it sent.
 
-    Optionally also `batch()`: see the module docstring."""
+    Optionally also `batch()`: an async context manager held around a run of the outbox worker."""
 
     async def post(self, post: DailyPost) -> str: ...
 
@@ -45,6 +45,14 @@ class DailyPoster(Protocol):
         """Look for a message an earlier, interrupted attempt may have sent (by its post id)."""
 
     async def reveal(self, reveal: DailyReveal) -> None: ...
+
+
+def delivery_of(entry: OutboxEntry) -> Delivery:
+    return Delivery(**loads(entry.payload))
+
+
+def daily_post_of(entry: OutboxEntry) -> DailyPost:
+    return dataclasses.replace(loads(entry.payload)["post"], reconcile=entry.reconcile)
 
 
 class Scheduler:
@@ -55,81 +63,66 @@ class Scheduler:
         self.engine = engine
         self.clock = clock
         self.idle = timedelta(seconds=idle_seconds)
-        self.daily_concurrency = daily_concurrency
-        self._deliverers: dict[str, Deliverer] = {}
-        self._posters: dict[str, DailyPoster] = {}
+        self.outbox = OutboxWorker(engine.store, clock, concurrency=daily_concurrency)
+        self.outbox.on_settled("daily_post", engine.on_daily_post_settled)
+        self._senders: dict[str, KindSender] = {}
+        self._daily_platforms: set[str] = set()
         # when the loop goes to sleep, and until when: lets tests and health checks observe it
         self.asleep = asyncio.Event()
         self.sleeping_until: datetime | None = None
 
+    def deliver(self, platform: str, kind: str, send: Send, find: Find | None = None) -> None:
+        """Deliver outbox entries of `kind` on `platform` with `send` (and `find` after an interrupted try)."""
+        sender = self._senders.get(platform)
+        if sender is None:
+            sender = self._senders[platform] = KindSender()
+            self.outbox.register(platform, sender)
+        sender.on(kind, send, find)
+        self.engine.outbox_kinds.setdefault(platform, set()).add(kind)
+
+    def add_batch(self, platform: str, batch: Callable) -> None:
+        """An async context manager factory held around each worker run (e.g. one HTTP session)."""
+        self._senders[platform].batches.append(batch)
+
     def register(self, platform: str, deliverer: Deliverer) -> None:
-        self._deliverers[platform] = deliverer
+        async def send(entry: OutboxEntry) -> None:
+            await deliverer(delivery_of(entry))
+
+        self.deliver(platform, "timeout", send)
 
     def register_daily(self, platform: str, poster: DailyPoster) -> None:
-        self._posters[platform] = poster
+        async def post(entry: OutboxEntry) -> str:
+            return await poster.post(daily_post_of(entry))
+
+        async def find(entry: OutboxEntry) -> str | None:
+            return await poster.find(daily_post_of(entry))
+
+        async def reveal(entry: OutboxEntry) -> None:
+            await poster.reveal(loads(entry.payload))
+
+        self.deliver(platform, "daily_post", post, find)
+        self.deliver(platform, "daily_reveal", reveal)
+        batch = getattr(poster, "batch", None)
+        if batch is not None:
+            self.add_batch(platform, batch)
+        self._daily_platforms.add(platform)
 
     async def tick(self) -> list[Delivery]:
-        """Close everything due now and deliver it. Returns what was delivered (or attempted)."""
+        """Close everything due now and send what is due. Returns the time-outs closed in this tick."""
         deliveries = await self.engine.expire_due()
-        for delivery in deliveries:
-            deliverer = self._deliverers.get(delivery.player.platform)
-            if deliverer is None:
-                log.warning("no deliverer for platform %s; time-out recorded but not shown",
-                            delivery.player.platform)
-                continue
-            try:
-                await deliverer(delivery)
-            except Exception:  # one failed message must not stop the others
-                log.exception("delivering a time-out for session %s failed", delivery.session_id)
         await self.daily_tick()
         return deliveries
 
     async def daily_tick(self) -> tuple[list[DailyPost], list[DailyReveal]]:
-        """Send the daily posts that are due and reveal the ones whose window closed."""
-        posts = await self.engine.claim_daily_posts(self._posters.keys())
-        async with self._batch(p.platform for p in posts):
-            await self._each(posts, self._post)
-        reveals = await self.engine.claim_daily_reveals(self._posters.keys())
-        async with self._batch(r.platform for r in reveals):
-            await self._each(reveals, self._reveal)
+        """Queue the daily posts due, close the windows that ended, and run the outbox worker.
+
+        Returns the daily posts and reveals this run attempted (sent, failed or to be retried)."""
+        await self.engine.queue_daily_posts(self._daily_platforms)
+        await self.engine.close_daily_posts()
+        settled = await self.outbox.run_once()
+        posts = [daily_post_of(e) for e in settled if e.kind == "daily_post" and e.status != "dropped"]
+        reveals = [loads(e.payload) for e in settled if e.kind == "daily_reveal" and e.status != "dropped"]
         return posts, reveals
-
-    @asynccontextmanager
-    async def _batch(self, platforms: Iterable[str]) -> AsyncIterator[None]:
-        """Hold the `batch()` of each poster that has one and has work in this batch."""
-        async with AsyncExitStack() as stack:
-            for platform in sorted(set(platforms)):
-                batch = getattr(self._posters[platform], "batch", None)
-                if batch is not None:
-                    await stack.enter_async_context(batch())
-            yield
-
-    async def _each(self, items: Sequence[T], send: Callable[[T], Awaitable[None]]) -> None:
-        """`send` every item, at most `daily_concurrency` at once, in order of the list."""
-        queue = iter(items)
-
-        async def worker() -> None:
-            for item in queue:  # the workers share one iterator: each item is taken once
-                await send(item)
-
-        await asyncio.gather(*(worker() for _ in range(min(self.daily_concurrency, len(items)))))
-
-    async def _post(self, post: DailyPost) -> None:
-        poster = self._posters[post.platform]
-        try:
-            ref = await poster.find(post) if post.reconcile else None
-            if ref is None:
-                ref = await poster.post(post)
-            await self.engine.daily_posted(post.post_id, ref)
-        except Exception:  # the claim's lease runs out and the next tick looks again
-            log.exception("daily post %s to channel %s failed; will retry", post.post_id, post.channel)
-
-    async def _reveal(self, reveal: DailyReveal) -> None:
-        try:
-            await self._posters[reveal.platform].reveal(reveal)
-            await self.engine.daily_revealed(reveal.post_id)
-        except Exception:
-            log.exception("revealing daily post %s failed; will retry", reveal.post_id)
 
     async def run(self) -> None:
         """Loop forever: tick, then sleep until the earliest stored deadline (or a new one appears)."""
@@ -138,7 +131,7 @@ class Scheduler:
             wake.clear()
             try:
                 await self.tick()
-                nxt = await self.engine.next_wakeup()
+                nxt = await self.engine.next_wakeup(self.outbox.routes())
             except Exception:
                 log.exception("scheduler tick failed; retrying")
                 nxt = None

@@ -22,7 +22,7 @@ from bot.commands import Action, handle_action, handle_text
 from bot.config import Settings
 from bot.engine import Delivery, QuizEngine
 from bot.errors import QuizError
-from bot.platform_errors import PlatformError
+from bot.platform_errors import Permanent, PlatformError
 from bot.replies import Feedback, Notice, Player, Rejected, Reply, Skipped, TimeUp
 
 from .components import QuizButton
@@ -86,6 +86,7 @@ class MlDebtBot(commands.Bot):
         self.roles = RoleGranter(engine, settings.discord_mastery_role)
         self.daily = DailyPoster(self)
         engine.grant_platforms.add(PLATFORM)  # every new badge also stores a pending role grant
+        engine.channel_probes[PLATFORM] = self.probe_channel  # `daily set` checks the channel first
         for group in command_groups():
             self.tree.add_command(group)
 
@@ -93,6 +94,23 @@ class MlDebtBot(commands.Bot):
         self.add_dynamic_items(QuizButton)
         if self.sync_commands:
             await sync_if_changed(self.engine, self, self.tree)
+
+    async def probe_channel(self, tenant: str, channel: str) -> None:
+        """Can the bot post the daily question in `channel`? Raises Permanent with the fix if not."""
+        guild = self.get_guild(int(tenant)) if tenant.isdigit() else None
+        if guild is None or guild.me is None:
+            return  # not in the cache (yet): the first post will tell, through the outbox
+        target = guild.get_channel(int(channel)) if channel.isdigit() else None
+        if target is None:
+            raise Permanent("channel_not_found", "that channel does not exist in this server",
+                            "Choose an existing text channel.", scope="target", gone=True)
+        perms = target.permissions_for(guild.me)
+        missing = [name for name, ok in (("View Channel", perms.view_channel), ("Send Messages", perms.send_messages),
+                                         ("Embed Links", perms.embed_links)) if not ok]
+        if missing:
+            raise Permanent("missing_permission", f"the bot lacks {', '.join(missing)} there",
+                            f"Give the bot {', '.join(missing)} in <#{channel}> (Edit Channel > Permissions), then "
+                            "run `daily set` again.", scope="target")
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -108,8 +126,8 @@ class MlDebtBot(commands.Bot):
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Kicked, banned or the server deleted: pause its daily posts and grants instead of failing them."""
-        await self.engine.tenant_removed(PLATFORM, str(guild.id), "mldebt was removed from the server. Fix: add "
-                                         "it again (the link from `mldebt discord invite-url`).")
+        await self.engine.tenant_removed(PLATFORM, str(guild.id), "guild_removed",
+                                         "Add mldebt to the server again (the link from `mldebt discord invite-url`).")
 
     # -- commands and clicks ----------------------------------------------------------------------
 
@@ -181,7 +199,11 @@ class MlDebtBot(commands.Bot):
     # -- the scheduler's time-outs ----------------------------------------------------------------
 
     async def deliver(self, delivery: Delivery) -> None:
-        """A question timed out: update its card (and show what comes next) via the stored route."""
+        """A question timed out: update its card (and show what comes next) via the stored route.
+
+        The outbox's time-out sender: raises Transient/Permanent only when nothing was shown yet
+        (a retry is then safe); a later failure is logged and the player sees the rest next time.
+        """
         route = Route.decode(delivery.route)
         if route is None:
             log.info("time-out in session %s recorded; no Discord message to update", delivery.session_id)
@@ -193,7 +215,7 @@ class MlDebtBot(commands.Bot):
         surface = WebhookSurface(self, route, delivery.player)
         timed_out = next((r.question_id for r in delivery.replies if isinstance(r, TimeUp)), None)
         on_card = route.question_id if timed_out == route.question_id else None
-        await present(self, surface, delivery.replies, card_question=on_card)
+        await present(self, surface, delivery.replies, card_question=on_card, retryable=True)
 
 
 async def _apologise(surface: InteractionSurface) -> None:

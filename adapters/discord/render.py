@@ -28,6 +28,7 @@ from bot.replies import (
     DailyPost,
     DailyReveal,
     DailyStatus,
+    DeliveryProblem,
     Feedback,
     HelpText,
     Hint,
@@ -311,6 +312,12 @@ def concept_embed(reply: ConceptCard) -> discord.Embed:
     return fit(embed)
 
 
+def problem_line(p: DeliveryProblem) -> str:
+    head = "**paused**" if p.state == "paused" else "failing"
+    fix = f" **Fix:** {safe(p.fix)}" if p.fix else ""
+    return f"{head} since {discord.utils.format_dt(p.since, 'R')}: {safe(p.detail)} (`{p.reason}`).{fix}"
+
+
 def admin_embed(reply: AdminStatus) -> discord.Embed:
     embed = discord.Embed(title="mldebt admin status", colour=GOLD if reply.pending else GREEN)
     embed.add_field(name="Badge celebrations", value="on" if reply.celebrate else "off", inline=False)
@@ -325,6 +332,14 @@ def admin_embed(reply: AdminStatus) -> discord.Embed:
         embed.add_field(name=clip(f"Pending: {who}", TITLE_MAX), value=clip(value, FIELD_MAX), inline=False)
     if len(reply.pending) > len(shown):
         embed.add_field(name="\u200b", value=f"…and {len(reply.pending) - len(shown)} more.", inline=False)
+    for p in reply.problems:
+        where = "The whole server" if not p.target else f"{p.target.removeprefix('badge:')} grants"
+        embed.add_field(name=clip(f"⚠️ {where}", TITLE_MAX), value=clip(problem_line(p), FIELD_MAX), inline=False)
+    if reply.schedules:
+        rows = [f"<#{s.channel}> at {s.post_time} {s.timezone}: "
+                + ("off" if not s.enabled else "ok" if s.problem is None else f"⚠️ {problem_line(s.problem)}")
+                for s in reply.schedules]
+        embed.add_field(name="Daily question schedules", value=clip("\n".join(rows), FIELD_MAX), inline=False)
     if reply.pending:
         embed.set_footer(text="Fix the cause, then run /mldebt-admin retry-roles. Grants are also retried "
                               "whenever the bot starts.")

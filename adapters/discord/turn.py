@@ -59,6 +59,7 @@ class Surface(ABC):
     player: Player
     guild: discord.Guild | None = None
     member: discord.Member | None = None
+    done = 0  # Discord calls of this surface that succeeded
 
     @abstractmethod
     async def read_card(self) -> tuple[int, list[discord.Embed], list[Any]] | None:
@@ -180,17 +181,22 @@ _RESULTS = (Feedback, TimeUp, Skipped)
 
 
 async def present(bot: MlDebtBot, surface: Surface, replies: Sequence[Reply], *,
-                  card_question: str | None = None) -> bool:
+                  card_question: str | None = None, retryable: bool = False) -> bool:
     """Show one turn's replies. `card_question`: the question the surface's current message shows.
 
     True if everything was shown. A Discord failure stops the messages of the turn (the next
     ones would fail the same way) but not its badge: the role grant and the celebration do not
     depend on the interaction. A result that could not be shown is noted for the next interaction.
+    `retryable` (an outbox delivery): a failure of the very first call is raised instead, so the
+    outbox retries or fails the entry; once something was shown, a retry would show it twice.
     """
+    first = surface.done
     try:
         await _show(bot, surface, replies, card_question)
         shown = True
     except PlatformError as exc:
+        if retryable and surface.done == first:
+            raise
         shown = False
         await _unshown(bot, surface, replies, exc)
     for badge in (r for r in replies if isinstance(r, BadgeAwarded)):
@@ -210,6 +216,7 @@ async def _show(bot: MlDebtBot, surface: Surface, replies: Sequence[Reply], card
         updates.append(rest.pop(0))
     if updates:
         card = await surface.read_card()
+        surface.done += 1
         if card is None:
             rest = updates + rest
         else:
@@ -217,11 +224,13 @@ async def _show(bot: MlDebtBot, surface: Surface, replies: Sequence[Reply], card
             buttons = read_buttons(components)
             embed, view = apply_to_card(embeds[-1], buttons, updates)
             await surface.edit_card(embeds[:-1] + [embed], view)
+            surface.done += 1
             if not (isinstance(updates[-1], Feedback) and updates[-1].final) and \
                     not isinstance(updates[-1], TimeUp | Skipped):
                 await _remember(bot, surface, message_id, updates[-1].session_id, card_question)
     for out in compose(rest):
         message_id = await surface.send(out)
+        surface.done += 1
         if out.card is not None and message_id is not None:
             await _remember(bot, surface, message_id, out.card.session_id, out.card.question_id)
 

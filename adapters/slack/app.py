@@ -26,28 +26,33 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import errors
 from bot.commands import Action, handle_action, handle_text, help_reply
 from bot.config import Settings
-from bot.engine import Delivery, QuizEngine
+from bot.engine import QuizEngine
+from bot.outbox import OutboxEntry, loads
+from bot.platform_errors import Permanent, PlatformError
 from bot.replies import BadgeAwarded, Feedback, Hint, Player, QuestionCard, Rejected, Reply, Stats
-from bot.scheduler import Scheduler
+from bot.scheduler import Scheduler, delivery_of
 
 from .blocks import Renderer
-from .bolt_fixes import install_form_body_fix, skip_event_retries
+from .bolt_fixes import install_form_body_fix
 from .daily import SlackDailyPoster
+from .errors import REINSTALL, slack_call
 from .grants import UserGroupGrants
+from .inbound import shape_problem
 from .mrkdwn import unesc
-from .web import ResponseUrlError, make_client, post_to_response_url
+from .web import make_client, post_to_response_url
+from .work import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,8 @@ COMMAND = "/mldebt"
 ACTION_IDS = re.compile(r"^mldebt:")
 ADMIN_COMMANDS = {"admin", "daily"}  # the commands whose outcome depends on being a workspace admin
 SORRY = Rejected("Sorry, something went wrong on our side; it has been logged. Please try again.", "Internal")
-_SEND_ERRORS = (ResponseUrlError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
+BUSY = ":hourglass: mldebt is very busy right now and could not take that; please try again in a minute."
+LIFECYCLE_EVENTS = ("app_uninstalled", "tokens_revoked")
 
 
 @dataclass(frozen=True)
@@ -94,22 +100,80 @@ def _action_player(body: dict[str, Any]) -> Player:
 class SlackQuiz:
     """The translator between bolt's listeners and the engine (one per app)."""
 
-    def __init__(self, settings: Settings, engine: QuizEngine, client: AsyncWebClient) -> None:
+    def __init__(self, settings: Settings, engine: QuizEngine, client: AsyncWebClient, scheduler: Scheduler) -> None:
         self.settings = settings
         self.engine = engine
         self.client = client
+        self.outbox = scheduler.outbox
         self.render = Renderer(engine.bank)
         self.daily = SlackDailyPoster(client, self.render)
         self.grants: UserGroupGrants | None = None
+        # the workspace (and enterprise) this app is installed in, from bolt's auth.test
+        self.installed: tuple[str | None, str | None] | None = None
+        self._maybe_paused = True  # until the first valid request has resumed a tenant paused earlier
+        scheduler.deliver(PLATFORM, "timeout", self.send_timeout)
+        scheduler.deliver(PLATFORM, "celebration", self.send_celebration)
+        scheduler.register_daily(PLATFORM, self.daily)
         if settings.slack_badge_usergroup_id:
-            self.grants = UserGroupGrants(engine, client, settings.slack_badge_usergroup_id)
+            self.grants = UserGroupGrants(client, settings.slack_badge_usergroup_id)
             engine.grant_platforms.add(PLATFORM)
+            scheduler.deliver(PLATFORM, "grant", self.grants.send)
+        engine.channel_probes[PLATFORM] = self.probe
+
+    # -- middleware: tenancy, payload shape, lifecycle -------------------------------------------
+
+    async def gate(self, req: AsyncBoltRequest, resp: BoltResponse,
+                   next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+        """Global middleware (after bolt verified the signature): refuse what this app must not serve.
+
+        A signed payload of a shape the listeners do not handle is acknowledged and ignored; a
+        request for another workspace or enterprise is refused with nothing written."""
+        body = req.body
+        problem = shape_problem(body)
+        if problem is not None:
+            log.warning("ignored a signed Slack request: %s", problem)
+            return BoltResponse(status=200, body="")
+        event = body.get("event") or {}
+        if body.get("type") == "event_callback" and event.get("type") in LIFECYCLE_EVENTS:
+            return await next()  # signed by Slack for this app: its team is the one that uninstalled
+        result = req.context.authorize_result
+        if result is not None:
+            self.installed = (result.team_id, result.enterprise_id)
+        if self.installed is not None:
+            team = req.context.team_id
+            enterprise = req.context.enterprise_id
+            if (team and self.installed[0] and team != self.installed[0]) or \
+                    (enterprise and self.installed[1] and enterprise != self.installed[1]):
+                log.warning("refused a Slack request for workspace %s (installed in %s)", str(team)[:20],
+                            self.installed[0])
+                return BoltResponse(status=403, body="This app is not installed in that workspace.")
+            if self._maybe_paused and self.installed[0]:
+                self._maybe_paused = False
+                if await self.engine.tenant_restored(PLATFORM, self.installed[0]):
+                    log.info("Slack workspace %s is back: its deliveries resume", self.installed[0])
+        return await next()
+
+    async def on_lifecycle(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """app_uninstalled / tokens_revoked: pause the workspace's schedules and deliveries."""
+        team = body.get("team_id") or ""
+        if not await self.engine.first_sight(PLATFORM, f"event:{body.get('event_id')}"):
+            return
+        if event.get("type") == "tokens_revoked" and not ((event.get("tokens") or {}).get("bot")):
+            return  # only user tokens were revoked; the bot's still works
+        self._maybe_paused = True
+        await self.engine.tenant_removed(PLATFORM, team, "app_uninstalled" if event.get("type") == "app_uninstalled"
+                                         else "tokens_revoked", REINSTALL)
 
     # -- listeners (bolt injects arguments by name) -----------------------------------------------
 
     async def on_command(self, body: dict[str, Any]) -> None:
         player = _command_player(body)
         route = Route(body.get("response_url"), body.get("channel_id"))
+        trigger = body.get("trigger_id")
+        if trigger and not await self.engine.first_sight(PLATFORM, f"trigger:{trigger}"):
+            log.info("%s from %s delivered again (trigger %s); answered the first time", COMMAND, player.user,
+                     str(trigger)[:40])
+            return
         try:
             text = unesc(body.get("text") or "")  # `<#C1|name>`, `<@U1>` and `<!here>` stay Slack tokens
             words = text.lower().split()
@@ -145,82 +209,122 @@ class SlackQuiz:
         await self.show(player, route, replies, replace=True)
 
     async def on_home(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if event.get("tab") != "home":  # the event also fires for the Messages tab
-            return
+        if event.get("tab") != "home" or not isinstance(event.get("user"), str):
+            return  # the event also fires for the Messages tab
+        if not await self.engine.first_sight(PLATFORM, f"event:{body.get('event_id')}"):
+            return  # a redelivery of an event already handled
         player = Player(PLATFORM, body.get("team_id") or "", event["user"])
         try:
             stats = next(r for r in await self.engine.stats(player) if isinstance(r, Stats))
-            await self.client.views_publish(user_id=player.user, view=self.render.home(stats, help_reply()))
-        except Exception:
-            log.exception("publishing the App Home for %s failed", player.user)
+            await slack_call(self.client.views_publish(user_id=player.user, view=self.render.home(stats, help_reply())),
+                             what="views.publish")
+        except PlatformError as exc:
+            log.warning("publishing the App Home for %s failed: %s", player.user, exc)
 
-    # -- the scheduler's hook ------------------------------------------------------------------
+    async def busy(self, request: AsyncBoltRequest) -> None:
+        """The work queue is full: tell the user instead of dropping their request silently."""
+        url = request.context.response_url
+        if url:
+            try:
+                await post_to_response_url(url, {"text": BUSY, "response_type": "ephemeral",
+                                                 "replace_original": False})
+            except PlatformError as exc:
+                log.info("could not tell a user the bot is busy: %s", exc.reason)
 
-    async def deliver(self, delivery: Delivery) -> None:
+    # -- outbox senders (the worker calls these; they raise only PlatformError) ----------------------
+
+    async def send_timeout(self, entry: OutboxEntry) -> None:
         """A time-out: replace the player's quiz message (or post a new one) with what the engine said."""
-        await self.show(delivery.player, Route.decode(delivery.route), delivery.replies, replace=True)
+        delivery = delivery_of(entry)
+        route = Route.decode(delivery.route)
+        private = [r for r in delivery.replies if r.private]
+        if await self._send_private(delivery.player, route, self.render.message(private), replace=True):
+            for card in (r for r in private if isinstance(r, QuestionCard)):
+                await self.engine.set_route(card.session_id, card.question_id, route.encode())
+
+    async def send_celebration(self, entry: OutboxEntry) -> str | None:
+        data = loads(entry.payload)
+        badge: BadgeAwarded = data["badge"]
+        if not await self.engine.tenant_flag(PLATFORM, badge.player.tenant, "celebrate", self.settings.celebrate):
+            return "off"
+        await self._send_public(Route.decode(data["route"]), self.render.celebration(badge))
+        return None
+
+    async def probe(self, tenant: str, channel: str) -> None:
+        """Can the bot post in `channel`? conversations.info: it exists, is not archived, the bot is in it."""
+        info = await slack_call(self.client.conversations_info(channel=channel), channel=channel,
+                                what="checking the channel")
+        data = info.get("channel") or {}
+        if data.get("is_archived"):
+            raise Permanent("is_archived", f"<#{channel}> is archived", f"Unarchive <#{channel}> or choose another "
+                            "channel.", scope="target", gone=True)
+        if not data.get("is_member", False):
+            raise Permanent("not_in_channel", "the bot is not a member of the channel",
+                            f"Invite the bot to <#{channel}>: type /invite @mldebt there, then `daily set` again.",
+                            scope="target")
 
     # -- showing replies -------------------------------------------------------------------------
 
     async def show(self, player: Player, route: Route, replies: Sequence[Reply], *, replace: bool) -> None:
-        """Private replies as one ephemeral message; a badge also as a public celebration and a grant."""
+        """Private replies as one ephemeral message; public ones in the channel. A badge's celebration and
+        grant were written to the outbox with the badge: delivered here at once, through the worker."""
         private = [r for r in replies if r.private or isinstance(r, BadgeAwarded)]
-        if private and await self._send_private(player, route, self.render.message(private), replace=replace):
-            # a question now shown in a message reached through this response_url: its time-out goes there
-            for card in (r for r in private if isinstance(r, QuestionCard)):
-                await self.engine.set_route(card.session_id, card.question_id, route.encode())
+        if private:
+            try:
+                took = await self._send_private(player, route, self.render.message(private), replace=replace)
+            except PlatformError as exc:
+                log.warning("could not show %s their reply: %s", player.user, exc)
+                took = False
+            if took:  # a question now shown in a message reached through this response_url: its time-out goes there
+                for card in (r for r in private if isinstance(r, QuestionCard)):
+                    await self.engine.set_route(card.session_id, card.question_id, route.encode())
         for reply in replies:
-            if reply.private:
+            if reply.private or isinstance(reply, BadgeAwarded):
                 continue
-            if isinstance(reply, BadgeAwarded):
-                await self._celebrate(route, reply)
-            else:
+            try:
                 await self._send_public(route, self.render.message([reply]))
-        for reply in replies:
-            if isinstance(reply, BadgeAwarded) and self.grants is not None and reply.player.platform == PLATFORM:
-                await self.grants.grant(reply.player, reply.badge)
+            except PlatformError as exc:
+                log.warning("could not post a public reply for %s: %s", player.user, exc)
+        if any(isinstance(r, BadgeAwarded) for r in replies):
+            await self.outbox.run_once()
 
     async def _send_private(self, player: Player, route: Route, message: dict[str, Any], *, replace: bool) -> bool:
         """Ephemeral, through the response_url (replacing the quiz message if asked, else or failing that
         as a new message), and as a last resort chat.postEphemeral in the route's channel.
 
-        True when the response_url took it (so later updates can go the same way)."""
+        True when the response_url took it (so later updates can go the same way); raises a
+        PlatformError when nothing reached the player."""
+        failure: PlatformError | None = None
         if route.response_url:
             for replacing in (True, False) if replace else (False,):
                 body = {**message, "response_type": "ephemeral", "replace_original": replacing}
                 try:
                     await post_to_response_url(route.response_url, body)
                     return True
-                except _SEND_ERRORS as exc:
-                    log.warning("response_url post (replace_original=%s) failed: %s", replacing, exc)
+                except PlatformError as exc:
+                    failure = exc
+                    log.warning("response_url post (replace_original=%s) failed: %s", replacing, exc.reason)
         if not route.channel:
-            log.error("cannot reach %s: no working response_url and no channel", player.user)
-            return False
-        try:
-            await self.client.chat_postEphemeral(channel=route.channel, user=player.user, **message)
-        except SlackApiError as exc:
-            log.error("chat.postEphemeral to %s failed: %s", player.user, exc.response.get("error"))
+            raise failure or Permanent("no_route", "no response_url or channel to reach the player")
+        await slack_call(self.client.chat_postEphemeral(channel=route.channel, user=player.user, **message),
+                         channel=route.channel, what="chat.postEphemeral")
         return False
 
     async def _send_public(self, route: Route, message: dict[str, Any]) -> None:
         """In the channel: through the response_url (no scope or membership needed), else chat.postMessage."""
+        failure: PlatformError | None = None
         if route.response_url:
             try:
                 await post_to_response_url(route.response_url,
                                            {**message, "response_type": "in_channel", "replace_original": False})
                 return
-            except _SEND_ERRORS as exc:
-                log.warning("in_channel response_url post failed (%s); trying chat.postMessage", exc)
+            except PlatformError as exc:
+                failure = exc
+                log.warning("in_channel response_url post failed (%s); trying chat.postMessage", exc.reason)
         if not route.channel:
-            return
-        try:
-            await self.client.chat_postMessage(channel=route.channel, **message)
-        except SlackApiError as exc:
-            log.error("chat.postMessage to %s failed: %s", route.channel, exc.response.get("error"))
-
-    async def _celebrate(self, route: Route, badge: BadgeAwarded) -> None:
-        if await self.engine.tenant_flag(PLATFORM, badge.player.tenant, "celebrate", self.settings.celebrate):
-            await self._send_public(route, self.render.celebration(badge))
+            raise failure or Permanent("no_route", "no response_url or channel to post in")
+        await slack_call(self.client.chat_postMessage(channel=route.channel, **message), channel=route.channel,
+                         what="chat.postMessage")
 
     async def _with_current_question(self, player: Player, route: Route, replies: Sequence[Reply]) -> list[Reply]:
         """After a hint or a wrong first try the question is still open: show it again, updated."""
@@ -232,20 +336,26 @@ class SlackQuiz:
         return [r for r in replies if not isinstance(r, Hint)] + current
 
     async def _is_admin(self, player: Player) -> bool:
-        """Workspace admins and owners, per users.info (needs the users:read scope)."""
+        """Workspace admins and owners, per users.info (needs the users:read scope). Only for a user of the
+        installed workspace: this workspace's token is never used to ask about another's user."""
+        if self.installed is not None and self.installed[0] and player.tenant != self.installed[0]:
+            return False
         try:
-            user = (await self.client.users_info(user=player.user))["user"]
-        except SlackApiError as exc:
+            user = (await slack_call(self.client.users_info(user=player.user), what="users.info"))["user"]
+        except PlatformError as exc:
             log.warning("users.info for %s failed (%s); treating them as not an admin (is users:read granted?)",
-                        player.user, exc.response.get("error"))
+                        player.user, exc.reason)
+            return False
+        if self.installed is not None and self.installed[0] and user.get("team_id") not in (None, self.installed[0]):
             return False
         return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
 
 
 class QuizApp(AsyncApp):
-    """bolt's AsyncApp, plus the adapter it dispatches to (`quiz`), for the runner and tests."""
+    """bolt's AsyncApp, plus the adapter it dispatches to (`quiz`) and its work queue, for the runner and tests."""
 
     quiz: SlackQuiz
+    work: WorkQueue
 
 
 async def _ack(ack) -> None:
@@ -265,11 +375,13 @@ BOLT_LOG = logging.getLogger("slack_bolt")
 
 def build_app(settings: Settings, engine: QuizEngine, *, scheduler: Scheduler | None = None,
               client: AsyncWebClient | None = None) -> QuizApp:
-    """The one factory: a bolt AsyncApp wired to the engine (and to the scheduler for time-outs).
+    """The one factory: a bolt AsyncApp wired to the engine and to the scheduler's outbox worker.
 
     `client` defaults to a Web API client for `settings.slack_bot_token`; tests pass one pointed at
     a fake Slack. Without a signing secret (Socket Mode) the app gets a random one, so any HTTP
-    request that reaches it anyway fails verification.
+    request that reaches it anyway fails verification. Without a scheduler (tests, tools) the app
+    gets one of its own that is never started: its outbox worker still delivers a badge's
+    celebration and grant right after the answer that earned it.
     """
     if client is None:
         if not settings.slack_bot_token:
@@ -278,15 +390,18 @@ def build_app(settings: Settings, engine: QuizEngine, *, scheduler: Scheduler | 
     install_form_body_fix()
     if not any(isinstance(f, _QuietTokenWarning) for f in BOLT_LOG.filters):
         BOLT_LOG.addFilter(_QuietTokenWarning())
+    # process_before_response: bolt runs the (empty) ack listener inline and returns the 200 at once;
+    # with False it would start a task per ack and poll it every 10 ms. The work is queued either way.
     app = QuizApp(client=client, signing_secret=settings.slack_signing_secret or secrets.token_hex(32),
-                  process_before_response=False, logger=BOLT_LOG)
-    quiz = SlackQuiz(settings, engine, client)
+                  process_before_response=True, logger=BOLT_LOG)
+    quiz = SlackQuiz(settings, engine, client, scheduler or Scheduler(engine, engine.clock))
     app.quiz = quiz
-    app.middleware(skip_event_retries)
+    app.work = WorkQueue(BOLT_LOG, on_full=quiz.busy)
+    app.listener_runner.lazy_listener_runner = app.work
+    app.middleware(quiz.gate)
     app.command(COMMAND)(ack=_ack, lazy=[quiz.on_command])
     app.action(ACTION_IDS)(ack=_ack, lazy=[quiz.on_action])
-    app.event("app_home_opened")(quiz.on_home)
-    if scheduler is not None:
-        scheduler.register(PLATFORM, quiz.deliver)
-        scheduler.register_daily(PLATFORM, quiz.daily)
+    app.event("app_home_opened")(ack=_ack, lazy=[quiz.on_home])
+    for name in LIFECYCLE_EVENTS:
+        app.event(name)(ack=_ack, lazy=[quiz.on_lifecycle])
     return app

@@ -23,6 +23,7 @@ from bot.replies import (
     DailyPost,
     DailyReveal,
     DailyStatus,
+    DeliveryProblem,
     Feedback,
     HelpText,
     Hint,
@@ -78,6 +79,13 @@ def button(label: str, action_id: str) -> Block:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _problem(p: DeliveryProblem) -> str:
+    """A delivery problem in one line: paused/failing since when, what happened, the fix."""
+    head = "*paused*" if p.state == "paused" else "failing"
+    fix = f" *Fix:* {esc(p.fix)}" if p.fix else ""
+    return f"{head} since {slack_date(p.since, '{date_short} {time}')}: {esc(p.detail)} (`{esc(p.reason)}`).{fix}"
 
 
 class Renderer:
@@ -276,7 +284,18 @@ class Renderer:
                     else mention(g.player.user)
                 reason = f": `{esc(g.reason)}`" if g.reason else ""
                 lines.append(f"• {who}: {esc(g.badge)}, {_plural(g.attempts, 'attempt')}{reason}")
-        return [section("\n".join(lines))]
+        blocks = [section("\n".join(lines))]
+        for p in a.problems:
+            where = "The whole workspace" if not p.target else f"{esc(p.target.removeprefix('badge:'))} grants"
+            blocks.append(section(f":warning: *{where}:* {_problem(p)}"))
+        if a.schedules:
+            rows = []
+            for sch in a.schedules:
+                state = "off" if not sch.enabled else (":white_check_mark: ok" if sch.problem is None
+                                                       else f":warning: {_problem(sch.problem)}")
+                rows.append(f"• <#{esc(sch.channel)}> at {esc(sch.post_time)} {esc(sch.timezone)}: {state}")
+            blocks.append(section("*Daily question schedules:*\n" + "\n".join(rows)))
+        return blocks
 
     def _leaderboard(self, board: Leaderboard) -> list[Block]:
         by = " (points per member)" if board.per_member else ""

@@ -31,9 +31,11 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.platform_errors import Permanent
 from bot.replies import DailyPost, DailyReveal
 
 from .blocks import Renderer
+from .errors import classify
 
 log = logging.getLogger(__name__)
 
@@ -102,37 +104,42 @@ class SlackDailyPoster:
             self.client.session = None
             await session.close()
 
-    async def _call(self, call: Callable[[], Awaitable[AsyncSlackResponse]]) -> AsyncSlackResponse:
-        """`call()` once the gate is open; after a 429, close the gate for Retry-After and call again."""
+    async def _call(self, call: Callable[[], Awaitable[AsyncSlackResponse]], *, channel: str,
+                    what: str) -> AsyncSlackResponse:
+        """`call()` once the gate is open; after a 429, close the gate for Retry-After and call again.
+        Any other failure (and a 429 that does not stop) comes out classified (errors.py)."""
         waited = 0
         while True:
             await self.gate.wait()
             try:
                 return await call()
             except SlackApiError as exc:
-                if exc.response.status_code != 429 or waited >= RATE_LIMIT_WAITS:
-                    raise
+                if getattr(exc.response, "status_code", None) != 429 or waited >= RATE_LIMIT_WAITS:
+                    raise classify(exc, channel=channel, what=what) from exc
                 waited += 1
                 self.gate.limited(_retry_after(exc.response))
+            except Exception as exc:
+                raise classify(exc, channel=channel, what=what) from exc
 
     async def post(self, post: DailyPost) -> str:
         message = self.render.daily_post(post)
         metadata = {"event_type": METADATA_TYPE, "event_payload": {"post_id": post.post_id}}
         resp = await self._call(lambda: self.client.chat_postMessage(channel=post.channel, **message,
-                                                                      metadata=metadata))
+                                                                      metadata=metadata),
+                                channel=post.channel, what="posting the daily question")
         return message_ref(resp["channel"], resp["ts"])
 
     async def find(self, post: DailyPost) -> str | None:
         try:
             resp = await self._call(lambda: self.client.conversations_history(
-                channel=post.channel, include_all_metadata=True, limit=100))
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            if error in _NOT_FINDABLE:
+                channel=post.channel, include_all_metadata=True, limit=100), channel=post.channel,
+                what="looking for an interrupted daily post")
+        except Permanent as exc:
+            if exc.reason in _NOT_FINDABLE:
                 log.warning("cannot look for daily post %s in %s (%s); posting it again", post.post_id,
-                            post.channel, error)
+                            post.channel, exc.reason)
                 return None
-            raise  # a transient failure: the claim's lease runs out and the scheduler looks again
+            raise
         for message in resp.get("messages") or []:
             meta = message.get("metadata") or {}
             if meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("post_id") \
@@ -147,8 +154,9 @@ class SlackDailyPoster:
         channel, ts = reveal.message_ref.split(":", 1)
         try:
             message = self.render.daily_reveal(reveal)
-            await self._call(lambda: self.client.chat_update(channel=channel, ts=ts, **message))
-        except SlackApiError as exc:
-            if exc.response.get("error") not in _NOT_EDITABLE:
+            await self._call(lambda: self.client.chat_update(channel=channel, ts=ts, **message), channel=channel,
+                             what="revealing the daily answer")
+        except Permanent as exc:
+            if exc.reason not in _NOT_EDITABLE:
                 raise
-            log.warning("could not edit daily post %s (%s); leaving it", reveal.post_id, exc.response.get("error"))
+            log.warning("could not edit daily post %s (%s); leaving it", reveal.post_id, exc.reason)

@@ -2,9 +2,9 @@
 
 Socket Mode needs no public URL: the app opens a websocket to Slack (apps.connections.open with the
 xapp- token) and slack_sdk reconnects by itself. HTTP mode serves POST /slack/events (signatures
-checked) and GET /healthz on MLDEBT_HTTP_HOST:MLDEBT_HTTP_PORT. Either way the pending user-group
-grants are retried at start-up and then periodically, and time-outs reach Slack through the
-scheduler that adapters/serve.py runs.
+checked) and GET /healthz on MLDEBT_HTTP_HOST:MLDEBT_HTTP_PORT. Either way time-outs, celebrations,
+user-group grants and daily posts reach Slack through the outbox worker of the scheduler that
+adapters/serve.py runs (pending ones from before a restart included).
 """
 
 from __future__ import annotations
@@ -38,9 +38,6 @@ async def slack_running(core: Core, *, client: AsyncWebClient | None = None) -> 
     """Start the Slack side on `core` and stop it cleanly on exit (also on cancellation)."""
     settings = core.settings
     app = build_app(settings, core.engine, scheduler=core.scheduler, client=client)
-    background: list[asyncio.Task] = []
-    if app.quiz.grants is not None:
-        background.append(asyncio.create_task(app.quiz.grants.run(core.clock), name="slack-grant-retries"))
     try:
         if settings.slack_app_token:
             handler = AsyncSocketModeHandler(app, app_token=settings.slack_app_token)
@@ -60,9 +57,7 @@ async def slack_running(core: Core, *, client: AsyncWebClient | None = None) -> 
             finally:
                 await runner.cleanup()
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await app.work.close()
 
 
 async def run_slack(core: Core, *, client: AsyncWebClient | None = None) -> None:

@@ -10,22 +10,33 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import slack_bolt.request.async_request as async_request
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     async_default_handlers,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.platform_errors import Permanent, Transient
+
+from .errors import slack_call
+from .inbound import shape_problem
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 RATE_LIMIT_RETRIES = 2
+WEB_API_TIMEOUT = 5  # seconds per Web API call (slack_sdk's default is 30, tried twice on a dead connection)
+MAX_BODY = 1 << 20  # bytes; Slack's payloads are far smaller (aiohttp answers 413 beyond)
+RESPONSE_URL_TIMEOUT = 3  # seconds per response_url post; the adapter then falls back to the Web API
 
 
 def retry_handlers() -> list[AsyncRetryHandler]:
@@ -35,33 +46,66 @@ def retry_handlers() -> list[AsyncRetryHandler]:
 def make_client(token: str, *, base_url: str | None = None) -> AsyncWebClient:
     """The bot's Web API client. `base_url` (ending in '/') points it elsewhere, e.g. at a test fake."""
     kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
-    return AsyncWebClient(token=token, retry_handlers=retry_handlers(), **kwargs)
-
-
-class ResponseUrlError(Exception):
-    """Slack refused a response_url post (expired, used too often, or gone)."""
+    return AsyncWebClient(token=token, retry_handlers=retry_handlers(), timeout=WEB_API_TIMEOUT, **kwargs)
 
 
 async def post_to_response_url(url: str, body: dict[str, Any]) -> None:
     """POST one message to a response_url (ephemeral, replacing, or in_channel, as `body` says).
 
-    bolt's `respond()` has no 429 retry, so the adapter uses this instead everywhere.
+    bolt's `respond()` has no 429 retry, so the adapter uses this instead everywhere. Raises a
+    classified PlatformError: expired or used URLs are Permanent for this message, 429/5xx/timeouts
+    Transient (the caller falls back to the Web API either way).
     """
-    resp = await AsyncWebhookClient(url, retry_handlers=retry_handlers()).send_dict(body)
+    webhook = AsyncWebhookClient(url, retry_handlers=retry_handlers(), timeout=RESPONSE_URL_TIMEOUT)
+    resp = await slack_call(webhook.send_dict(body), what="response_url post")
+    if resp.status_code == 429:
+        raise Transient("ratelimited", "response_url post: rate limited",
+                        retry_after=float(resp.headers.get("Retry-After") or 1) if resp.headers else None)
+    if resp.status_code >= 500:
+        raise Transient(f"http_{resp.status_code}", f"response_url post: HTTP {resp.status_code}")
     if resp.status_code != 200:
-        raise ResponseUrlError(f"response_url answered {resp.status_code}: {resp.body[:200]}")
+        reason = (resp.body or "").strip()[:40] if (resp.body or "").strip().isidentifier() else f"http_{resp.status_code}"
+        raise Permanent(reason, f"response_url post: {resp.status_code} {str(resp.body)[:80]}")
 
 
-def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None) -> web.Application:
-    """HTTP mode: bolt on POST /slack/events (signatures checked by bolt) and GET /healthz."""
+def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
+                  signing_secret: str | None = None) -> web.Application:
+    """HTTP mode: bolt on POST /slack/events and GET /healthz.
+
+    The signature is checked on the raw bytes before anything parses them (bolt parses a body as
+    soon as it builds its request object, so unsigned garbage used to end in a 500): a request that
+    is unsigned, too large, not UTF-8 or not a Slack payload gets a 4xx and one log line."""
+    verifier = SignatureVerifier(signing_secret or app._signing_secret)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
-        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+        raw = await request.read()
+        if not verifier.is_valid_request(raw, request.headers):
+            log.warning("refused an unsigned or badly signed request (%d bytes)", len(raw))
+            return web.Response(status=401, text="invalid signature")
+        try:
+            text = raw.decode("utf-8")
+            body = async_request.parse_body(text, request.content_type)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            log.warning("refused a signed request that is not a Slack payload: %s", type(exc).__name__)
+            return web.Response(status=400, text="malformed payload")
+        if not isinstance(body, dict):
+            log.warning("refused a signed request whose payload is a %s", type(body).__name__)
+            return web.Response(status=400, text="malformed payload")
+        problem = shape_problem(body)
+        if problem is not None:
+            log.warning("ignored a signed Slack request: %s", problem)
+            return web.Response(status=200, text="")
+        try:
+            bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
+        except Exception as exc:  # bolt reads ids out of the payload at once; an odd shape fails there
+            log.warning("ignored a signed Slack request of an unexpected shape (%s)", type(exc).__name__)
+            return web.Response(status=200, text="")
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, **(health or {})})
 
-    web_app = web.Application()
+    web_app = web.Application(client_max_size=MAX_BODY)
     web_app.router.add_post(EVENTS_PATH, slack_events)
     web_app.router.add_get(HEALTH_PATH, healthz)
     return web_app

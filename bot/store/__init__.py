@@ -4,7 +4,6 @@ from .base import (
     AnswerRow,
     DailyChannelRow,
     DailyPostRow,
-    GrantRow,
     ItemRow,
     PlayerRow,
     RankRow,
@@ -17,5 +16,5 @@ from .base import (
 )
 from .sqlite import SqliteStore, StoreUnavailable
 
-__all__ = ["AnswerRow", "DailyChannelRow", "DailyPostRow", "GrantRow", "RankRow", "TeamRow", "ItemRow", "PlayerRow", "SessionRow", "SqliteStore", "Store", "StoreBusy", "StoreUnavailable",
+__all__ = ["AnswerRow", "DailyChannelRow", "DailyPostRow", "RankRow", "TeamRow", "ItemRow", "PlayerRow", "SessionRow", "SqliteStore", "Store", "StoreBusy", "StoreUnavailable",
            "Totals", "Tx"]

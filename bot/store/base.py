@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from .outbox import OutboxTx
+
 
 class StoreBusy(Exception):
     """The database stayed locked by another writer for longer than the busy timeout."""
@@ -77,16 +79,6 @@ class Totals:
 
 
 @dataclass
-class GrantRow:
-    player: PlayerRow
-    badge: str
-    status: str  # pending | done
-    reason: str | None
-    attempts: int
-    updated_at: float
-
-
-@dataclass
 class TeamRow:
     id: int
     scope: str
@@ -112,7 +104,7 @@ class DailyPostRow:
     local_date: str  # YYYY-MM-DD in the channel's time zone
     question_id: str
     choice_order: str
-    status: str  # posting | posted | closing | closed
+    status: str  # queued | posted | closed (revealed) | missed (never posted: failed or too late)
     message_ref: str | None
     lease_until: float
     posted_at: float | None
@@ -127,8 +119,8 @@ class RankRow:
     members: int = 1
 
 
-class Tx(ABC):
-    """One database transaction. Every method is a single plain-SQL statement or two."""
+class Tx(OutboxTx):
+    """One database transaction (the outbox's methods are declared in outbox.py). Every method is a single plain-SQL statement or two."""
 
     @abstractmethod
     async def upsert_player(self, platform: str, tenant: str, user_id: str, display_name: str, now: float) -> int: ...
@@ -165,13 +157,6 @@ class Tx(ABC):
         """Compare-and-set: True only for the call that created the badge."""
     @abstractmethod
     async def badges(self, player_id: int) -> list[str]: ...
-    @abstractmethod
-    async def add_grant(self, player_id: int, badge: str, now: float) -> None:
-        """Record that the platform side of a badge (role, user group) is still to be granted."""
-    @abstractmethod
-    async def set_grant(self, player_id: int, badge: str, status: str, reason: str | None, now: float) -> None: ...
-    @abstractmethod
-    async def grants(self, platform: str, tenant: str | None, status: str | None) -> list[GrantRow]: ...
     @abstractmethod
     async def get_setting(self, platform: str, tenant: str, key: str) -> str | None: ...
     @abstractmethod
@@ -242,7 +227,7 @@ class Tx(ABC):
         """Question ids posted to the channel, newest first."""
     @abstractmethod
     async def next_daily_event(self) -> float | None:
-        """The earliest lease expiry or window close of an unfinished post."""
+        """The earliest window close of a post not closed yet."""
     @abstractmethod
     async def insert_daily_answer(self, post_id: str, player_id: int, choice: str, shown: str, correct: bool,
                                   points: int, event_key: str, now: float) -> bool: ...

@@ -233,6 +233,66 @@ MIGRATIONS.append(
 
 MIGRATIONS.append(
     (
+        6,
+        "the outbox (side effects that must not be lost), delivery problems per target, inbound ids seen",
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            platform TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL,
+            not_before REAL NOT NULL,
+            expires_at REAL,
+            lease_until REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            error_detail TEXT,
+            error_fix TEXT,
+            first_error_at REAL,
+            sent_ref TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX outbox_pending ON outbox(not_before, id) WHERE status = 'pending';
+        CREATE INDEX outbox_sending ON outbox(lease_until) WHERE status = 'sending';
+        CREATE INDEX outbox_expiring ON outbox(expires_at) WHERE status IN ('pending', 'sending', 'paused');
+        CREATE INDEX outbox_tenant ON outbox(platform, tenant, kind, status);
+        CREATE TABLE outbox_targets (
+            platform TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            target TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            fix TEXT,
+            since REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, tenant, target)
+        );
+        INSERT INTO outbox (key, platform, tenant, kind, target, payload, status, not_before, attempts, last_error,
+                            error_detail, first_error_at, created_at, updated_at)
+            SELECT 'grant:' || g.player_id || ':' || g.badge, p.platform, p.tenant, 'grant', 'badge:' || g.badge,
+                   '{"player_id": ' || g.player_id || ', "user": "' || p.user_id || '", "badge": "' || g.badge || '"}',
+                   CASE WHEN g.status = 'done' THEN 'sent' ELSE 'pending' END, g.updated_at, g.attempts, g.reason,
+                   g.reason, CASE WHEN g.reason IS NULL THEN NULL ELSE g.updated_at END, g.updated_at, g.updated_at
+            FROM badge_grants g JOIN players p ON p.id = g.player_id;
+        DROP TABLE badge_grants;
+        CREATE TABLE inbound_seen (
+            platform TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (platform, key)
+        );
+        """,
+    )
+)
+
+MIGRATIONS.append(
+    (
         7,
         "team keys folded with NFKC and case; results a player could not be shown",
         """

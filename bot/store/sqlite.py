@@ -20,7 +20,6 @@ from .base import (
     AnswerRow,
     DailyChannelRow,
     DailyPostRow,
-    GrantRow,
     ItemRow,
     PlayerRow,
     RankRow,
@@ -32,6 +31,7 @@ from .base import (
     Tx,
 )
 from .migrations import MIGRATIONS
+from .sqlite_outbox import SqliteOutboxTx
 
 _SESSION_COLS = ("id, player_id, mode, status, position, total, created_at, challenge_set, route, "
                  "finished_at, correct, points")
@@ -66,7 +66,7 @@ def _item(row: sqlite3.Row | tuple) -> ItemRow:
     return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9])
 
 
-class SqliteTx(Tx):
+class SqliteTx(SqliteOutboxTx, Tx):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
@@ -196,30 +196,6 @@ class SqliteTx(Tx):
     async def badges(self, player_id: int) -> list[str]:
         rows = await self._all("SELECT badge FROM badges WHERE player_id = ? ORDER BY awarded_at", (player_id,))
         return [r[0] for r in rows]
-
-    async def add_grant(self, player_id: int, badge: str, now: float) -> None:
-        await self._run(
-            "INSERT INTO badge_grants (player_id, badge, status, updated_at) VALUES (?, ?, 'pending', ?) "
-            "ON CONFLICT DO NOTHING",
-            (player_id, badge, now),
-        )
-
-    async def set_grant(self, player_id: int, badge: str, status: str, reason: str | None, now: float) -> None:
-        await self._run(
-            "UPDATE badge_grants SET status = ?, reason = ?, attempts = attempts + 1, updated_at = ? "
-            "WHERE player_id = ? AND badge = ?",
-            (status, reason, now, player_id, badge),
-        )
-
-    async def grants(self, platform: str, tenant: str | None, status: str | None) -> list[GrantRow]:
-        rows = await self._all(
-            "SELECT p.id, p.platform, p.tenant, p.user_id, p.display_name, g.badge, g.status, g.reason, "
-            "g.attempts, g.updated_at FROM badge_grants g JOIN players p ON p.id = g.player_id "
-            "WHERE p.platform = ? AND (? IS NULL OR p.tenant = ?) AND (? IS NULL OR g.status = ?) "
-            "ORDER BY g.updated_at, p.id",
-            (platform, tenant, tenant, status, status),
-        )
-        return [GrantRow(PlayerRow(*r[:5]), *r[5:]) for r in rows]
 
     async def get_setting(self, platform: str, tenant: str, key: str) -> str | None:
         row = await self._one(
@@ -407,7 +383,7 @@ class SqliteTx(Tx):
     async def close_daily_windows(self, platform: str, tenant: str, channel: str, except_id: str, now: float) -> None:
         await self._run(
             "UPDATE daily_posts SET closes_at = ? WHERE platform = ? AND tenant = ? AND channel = ? AND id != ? "
-            "AND status IN ('queued', 'posting', 'posted') AND closes_at > ?",
+            "AND status IN ('queued', 'posted') AND closes_at > ?",
             (now, platform, tenant, channel, except_id, now))
 
     async def daily_posts_due(self, status: str, now: float, field: str) -> list[DailyPostRow]:
@@ -424,9 +400,7 @@ class SqliteTx(Tx):
         return [r[0] for r in rows]
 
     async def next_daily_event(self) -> float | None:
-        row = await self._one(
-            "SELECT MIN(CASE WHEN status IN ('posting', 'closing') THEN lease_until ELSE closes_at END) "
-            "FROM daily_posts WHERE status != 'closed'")
+        row = await self._one("SELECT MIN(closes_at) FROM daily_posts WHERE status IN ('queued', 'posted')")
         return row[0] if row else None
 
     async def insert_daily_answer(self, post_id: str, player_id: int, choice: str, shown: str, correct: bool,
@@ -547,7 +521,7 @@ class SqliteStore(Store):
                 "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
             async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
                 current = (await cur.fetchone())[0]
-            for version, name, sql in MIGRATIONS:
+            for version, name, sql in sorted(MIGRATIONS):
                 if version <= current:
                     continue
                 for statement in split_statements(sql):

@@ -96,8 +96,8 @@ async def test_one_failed_post_does_not_hold_up_the_others(engine, store, clock,
     scheduler.register_daily("slack", poster)
     await scheduler.daily_tick()
     assert sorted(p.channel for p in poster.posts) == [c for c in channels if c != "C004"]
-    assert (await statuses(store))["C004"] == "posting"  # its lease runs out; a later tick tries again
-    assert "daily post" in caplog.text and "C004 failed; will retry" in caplog.text
+    assert (await statuses(store))["C004"] == "queued"  # its outbox entry is retried after a backoff
+    assert "outbox daily_post:C004:2026-06-01: unexpected error; will retry" in caplog.text
     clock.advance(61)
     poster.fail.clear()
     await scheduler.daily_tick()
@@ -150,7 +150,9 @@ async def test_cancelling_a_tick_stops_the_posts_in_flight(engine, store, clock)
     with pytest.raises(asyncio.CancelledError):
         await tick
     assert poster.in_flight == 0 and poster.posts == []
-    assert set((await statuses(store)).values()) == {"posting"}  # claimed; a restart reconciles them
+    assert set((await statuses(store)).values()) == {"queued"}
+    async with store.transaction() as tx:  # claimed under a lease: a restart reconciles them
+        assert await tx._all("SELECT DISTINCT status FROM outbox") == [("sending",)]
 
 
 def test_concurrency_must_be_positive(engine, clock):
@@ -200,4 +202,4 @@ async def test_a_posters_batch_is_held_around_each_ticks_sends(engine, clock):
     clock.set(datetime(2026, 6, 2, 9, 0, 30, tzinfo=UTC))
     await scheduler.daily_tick()
     assert len(poster.posts) == 12 and len(poster.reveals) == 6
-    assert poster.batches == ["open", "closed"] * 3  # the new posts, then the reveals
+    assert poster.batches == ["open", "closed"] * 2  # the new posts and the reveals, in one run

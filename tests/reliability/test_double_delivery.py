@@ -122,7 +122,7 @@ async def test_fifty_concurrent_starts_open_one_session(engines):
 async def test_fifty_copies_of_one_daily_answer_record_one_row(engines, bank, clock):
     admin = Player("slack", "T1", "UADMIN", "Admin")
     await handle_text(engines[0], admin, "daily set <#C1|quiz> 09:00 UTC", is_admin=True)
-    [post] = await engines[0].claim_daily_posts(["slack"])
+    [post] = await engines[0].queue_daily_posts(["slack"])
     assert isinstance(post, DailyPost)
     await engines[0].daily_posted(post.post_id, "msg-1")
     answer = bank.question(post.question_id).answer_text

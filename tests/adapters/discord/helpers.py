@@ -96,8 +96,8 @@ def player_row(world: Any, user_id: int) -> int:
 
 
 def grant(world: Any, user_id: int) -> tuple[str, str | None, int]:
-    rows = world.query("SELECT status, reason, attempts FROM badge_grants WHERE player_id = ?",
-                       player_row(world, user_id))
+    rows = world.query("SELECT status, error_detail, attempts FROM outbox WHERE kind = 'grant' AND key LIKE ?",
+                       f"grant:{player_row(world, user_id)}:%")
     assert len(rows) == 1, rows
     return rows[0]
 

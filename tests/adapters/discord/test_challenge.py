@@ -65,7 +65,7 @@ async def test_a_whole_challenge_earns_the_badge_the_role_and_a_public_congratul
     assert world.query("SELECT status, correct FROM sessions WHERE id = ?", session) == [("finished", 5)]
     assert world.query("SELECT outcome FROM answers WHERE session_id = ?", session) == [("correct",)] * 5
     assert world.query("SELECT badge FROM badges") == [(BADGE_MASTERY,)]
-    assert grant(world, world.alice.id) == ("done", None, 1)
+    assert grant(world, world.alice.id) == ("sent", None, 1)
 
 
 async def test_a_second_challenge_has_no_second_badge_or_role_call(world):

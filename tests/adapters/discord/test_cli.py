@@ -71,7 +71,7 @@ async def test_the_runner_registers_the_bot_with_the_scheduler_and_explains_a_ba
         with pytest.raises(runner.DiscordStartError, match="Discord rejected DISCORD_TOKEN"):
             await runner.run_discord(core)
         assert started == [TOKEN]
-        assert "discord" in core.scheduler._deliverers and "discord" in core.scheduler._posters
+        assert {"timeout", "daily_post", "daily_reveal"} <= core.engine.outbox_kinds["discord"]
         assert "discord" in core.engine.grant_platforms
     finally:
         await core.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.scheduler import daily_post_of
 from tests.adapters.discord.helpers import buttons
 
 
@@ -59,8 +60,8 @@ async def test_a_daily_post_an_answer_each_and_the_reveal(world):
 async def test_a_post_sent_before_a_crash_is_found_not_posted_twice(world):
     mod = await schedule(world)
     await mod.slash(world.channel, "mldebt-admin daily now")
-    (post,) = await world.engine.claim_daily_posts(["discord"])
-    await world.env.bot.daily.post(post)  # …and the process dies before recording it
+    (entry,) = await world.scheduler.outbox._claim()  # a worker claims the queued post, sends it…
+    await world.env.bot.daily.post(daily_post_of(entry))  # …and the process dies before recording it
     world.clock.advance(61)  # the claim's lease runs out
     posts, _ = await world.scheduler.daily_tick()
     assert [p.reconcile for p in posts] == [True]

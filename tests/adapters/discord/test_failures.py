@@ -12,10 +12,12 @@ import logging
 
 import discord
 import pytest
+from simcord.backend.serializers import guild_create_payload
 
 from adapters.discord.components import ButtonState, question_view
 from adapters.discord.errors import ACK_TIMEOUT, CALL_TIMEOUT
 from bot.platform_errors import Permanent, Transient
+from bot.scheduler import daily_post_of
 from tests.adapters.discord.faults import as_bot
 from tests.adapters.discord.helpers import buttons, card, field_names, grant, play, right, wrong
 
@@ -189,8 +191,8 @@ async def _claimed(world):
     await mod.slash(world.channel, "mldebt-admin daily set", channel=world.channel, time="09:00",
                     timezone="Europe/Berlin")
     await mod.slash(world.channel, "mldebt-admin daily now")
-    (post,) = await world.engine.claim_daily_posts(["discord"])
-    return post
+    (entry,) = await world.scheduler.outbox._claim()  # what the outbox worker hands the Discord sender
+    return daily_post_of(entry)
 
 
 @pytest.mark.parametrize(("kind", "details", "cls", "reason", "fix"), [
@@ -245,27 +247,69 @@ async def test_a_reveal_of_a_deleted_post_is_done_not_retried(world, faults):
 
 # -- time-outs through the stored route -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["10015", "html", "hang"])
-@pytest.mark.simcord(settle_timeout=1.0)
-async def test_a_time_out_message_discord_refuses_is_logged_once_and_shown_on_the_next_click(world, faults, caplog,
-                                                                                          kind):
+@pytest.mark.parametrize(("kind", "status", "reason"), [
+    ("10015", "failed", "interaction_expired"),  # the token is dead: retrying cannot help
+    ("html", "pending", "http_503"),  # Discord had a bad moment: the outbox retries after a backoff
+])
+async def test_a_time_out_message_discord_refuses_is_failed_or_retried_by_the_outbox(world, faults, kind, status,
+                                                                                    reason):
     started = await world.alice.slash(world.channel, "mldebt challenge")
     message = started.response
     if kind == "10015":
         faults.code("*", "/webhooks/*", 404, 10015, "Unknown Webhook", times=None)
     else:
-        faults.add("*", "/webhooks/*", kind, times=None)
+        faults.add("*", "/webhooks/*", kind, status=503, times=None)
     world.clock.advance(121)
-    caplog.set_level(logging.INFO, "adapters.discord")
-    tick = as_bot(world.env, world.scheduler.tick())
-    if kind == "hang":
-        await world.env.advance_time(CALL_TIMEOUT)
-    (delivery,) = await tick
-    assert "Traceback" not in caplog.text
-    assert any("could not show player" in r.getMessage() for r in caplog.records)
+    requests = len(world.env.http_requests)
+    await world.scheduler.tick()
+    assert calls_since(world, requests) == [("GET", "webhooks")]  # the first call failed: nothing shown, nothing more
+    assert world.query("SELECT status, last_error FROM outbox WHERE kind = 'timeout'") == [(status, reason)]
     assert world.query("SELECT status FROM session_items WHERE position = 0") == [("timeout",)]
     faults.clear()
-    told = await world.alice.click(message, label="A")
+    told = await world.alice.click(message, label="A")  # the stale card shows what happened, and the next one comes
     assert field_names(message)[0].startswith("⏰ Time's up!")
     assert told.followups[0].embeds[0].title == "Mastery challenge · 2/5"
     assert world.env.errors == []
+
+
+@pytest.mark.simcord(settle_timeout=1.0)
+async def test_a_time_out_message_that_hangs_is_a_transient_timeout_for_the_outbox(world, faults):
+    await world.alice.slash(world.channel, "mldebt challenge")
+    world.clock.advance(121)
+    (delivery,) = await world.engine.expire_due()
+    faults.add("GET", "/webhooks/*", "hang")
+    sending = as_bot(world.env, world.env.bot.deliver(delivery))  # what the outbox worker calls
+    await world.env.advance_time(CALL_TIMEOUT)
+    with pytest.raises(Transient) as raised:
+        await sending
+    assert raised.value.reason == "timeout"
+
+
+# -- lifecycle -------------------------------------------------------------------------------------------------
+
+async def test_a_server_that_removes_the_bot_is_paused_and_resumes_when_it_adds_it_back(world):
+    mod = world.admin()
+    await mod.slash(world.channel, "mldebt-admin daily set", channel=world.channel, time="09:00",
+                    timezone="Europe/Berlin")
+    await mod.slash(world.channel, "mldebt-admin daily now")
+    guild_id, backend = world.guild.id, world.env.backend
+    kept = backend.guilds[guild_id], {c: backend.channels[c] for c in backend.guilds[guild_id].channel_ids}
+    backend.remove_guild(guild_id)  # kicked: Discord sends GUILD_DELETE
+    await world.env.settle()
+    assert world.query("SELECT state, reason FROM outbox_targets WHERE tenant = ?", str(guild_id)) == [
+        ("paused", "guild_removed")]
+    assert world.query("SELECT kind, status FROM outbox WHERE tenant = ?", str(guild_id)) == [("daily_post", "paused")]
+    requests = len(world.env.http_requests)
+    await world.scheduler.tick()
+    assert not [r for r in world.env.http_requests[requests:] if "/channels/" in r.path]  # nothing tried
+    assert world.env.errors == []
+
+    # added back (SimCord never reuses an id, so the same server is put back by hand): GUILD_CREATE
+    backend.guilds[guild_id], channels = kept
+    backend.channels.update(channels)
+    payload = dict(guild_create_payload(backend, kept[0]))
+    payload.pop("unavailable", None)  # a join, not an outage ending (discord.py: on_guild_join)
+    backend.emit("GUILD_CREATE", payload)
+    await world.env.settle()
+    assert world.query("SELECT COUNT(*) FROM outbox_targets WHERE tenant = ?", str(guild_id)) == [(0,)]
+    assert world.query("SELECT kind, status FROM outbox WHERE tenant = ?", str(guild_id)) == [("daily_post", "pending")]

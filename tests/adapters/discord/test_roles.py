@@ -54,7 +54,7 @@ async def test_without_manage_roles_the_grant_is_pending_shown_to_admins_and_ret
     assert retried.response.content == "Retried the pending Mastery roles: 1 granted, 0 still pending."
     assert [f.value for f in retried.response.embeds[0].fields][:2] == ["on", "No pending grants."]
     assert ROLE in await role_names(world, world.alice)
-    assert grant(world, world.alice.id) == ("done", None, 2)
+    assert grant(world, world.alice.id) == ("sent", None, 2)
 
 
 async def test_a_role_above_the_bot_is_pending_then_granted_when_the_bot_restarts(world, make_bot):
@@ -73,7 +73,7 @@ async def test_a_role_above_the_bot_is_pending_then_granted_when_the_bot_restart
     world.env.backend.edit_role(world.guild.id, world.guild.roles["TestBot"].id, {"position": 60})
     await world.env.restart_bot(make_bot())
     assert ROLE in await role_names(world, world.alice)
-    assert grant(world, world.alice.id) == ("done", None, 2)
+    assert grant(world, world.alice.id) == ("sent", None, 2)
     assert role.id == world.guild.roles[ROLE].id
 
 

@@ -13,6 +13,10 @@ Behaviour knobs:
     fake.rate_limit("chat.postMessage", times=2, retry_after=1)   # 429 + Retry-After, next 2 calls
     fake.fail("chat.update", "message_not_found", times=1)        # HTTP 200 {"ok": false, "error": ...}
     fake.fail(RESPONSE_URL, "expired_url")                         # response_url answers 404 expired_url
+    fake.fail_http("chat.postMessage", 502, times=1)               # an HTML error page (or body="" / text)
+    fake.hang("chat.postMessage", times=1)                         # no answer until the client gives up
+    fake.channels["C0GONE"] = None                                 # conversations.info: channel_not_found
+    fake.channels["C0OUT"] = {"is_member": False}                  # ... the bot is not in it
     url = fake.new_response_url(channel="C1", user="U1")           # a command's response_url
     url = fake.new_response_url(original={"ephemeral": "E1"})      # a click's: original = that message
     calls = await fake.wait_for("chat.postMessage", count=1)       # event-driven, no polling
@@ -70,9 +74,15 @@ class RecordedCall:
 
 @dataclass
 class _Planned:
-    kind: str  # "rate_limit" | "error"
+    kind: str  # "rate_limit" | "error" | "http" | "hang" | "pass"
     retry_after: int = 1
     error: str = ""
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/html"
+
+
+HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 
 
 @dataclass
@@ -107,6 +117,10 @@ class FakeSlack:
         self.ephemeral_messages: dict[str, dict] = {}  # id -> {"id","channel","user","text","blocks"}
         self.channel_posts: list[dict] = []  # in_channel response_url posts: {"channel","text","blocks"}
         self.users: dict[str, dict] = {}  # users.info: user id -> user object fields (is_admin, ...)
+        # conversations.info: channel -> fields (is_member, is_archived); None = deleted; absent = a
+        # channel the bot is in
+        self.channels: dict[str, dict | None] = {}
+        self._hung: list[asyncio.Event] = []
         self._ephemeral_ids = itertools.count(1)
         self.socket_sessions: list[web.WebSocketResponse] = []
         self.socket_received: list[dict] = []  # frames the app sent back over Socket Mode (acks)
@@ -139,6 +153,8 @@ class FakeSlack:
         return self
 
     async def stop(self) -> None:
+        for gate in self._hung:
+            gate.set()
         for ws in list(self.socket_sessions):  # open websockets would block cleanup
             await ws.close()
         if self._runner is not None:
@@ -161,6 +177,35 @@ class FakeSlack:
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """Answer HTTP 200 {"ok": false, "error": error} for the next `times` calls of `method`."""
         self._plans.setdefault(method, []).extend(_Planned("error", error=error) for _ in range(times))
+
+    def fail_http(self, method: str, status: int = 502, *, body: str = HTML_502, content_type: str = "text/html",
+                  times: int = 1) -> None:
+        """Answer HTTP `status` with a non-JSON `body` (an HTML page, "" or plain text) for the next calls."""
+        self._plans.setdefault(method, []).extend(
+            _Planned("http", status=status, body=body, content_type=content_type) for _ in range(times))
+
+    def passes(self, method: str, *, times: int = 1) -> None:
+        """Answer the next `times` calls normally (to aim a later planned failure at a later call)."""
+        self._plans.setdefault(method, []).extend(_Planned("pass") for _ in range(times))
+
+    def hang(self, method: str, *, times: int = 1) -> None:
+        """Never answer the next `times` calls (until `stop`): the client's own timeout must end them."""
+        self._plans.setdefault(method, []).extend(_Planned("hang") for _ in range(times))
+
+    async def _misbehave(self, call: RecordedCall, plan: _Planned) -> web.Response:
+        if plan.kind == "hang":
+            gate = asyncio.Event()
+            self._hung.append(gate)
+            call.status = 0
+            await self._record(call)
+            await gate.wait()
+            return web.Response(status=504)
+        return await self._answer_raw(call, plan.status, plan.body, plan.content_type)
+
+    async def _answer_raw(self, call: RecordedCall, status: int, body: str, content_type: str) -> web.Response:
+        call.status, call.response = status, body
+        await self._record(call)
+        return web.Response(status=status, text=body, content_type=content_type)
 
     def new_response_url(self, original: dict | None = None, *, channel: str = "C0QUIZ",
                          user: str = "U0ALICE") -> str:
@@ -238,7 +283,8 @@ class FakeSlack:
 
     def _planned(self, method: str) -> _Planned | None:
         queue = self._plans.get(method)
-        return queue.pop(0) if queue else None
+        plan = queue.pop(0) if queue else None
+        return None if plan is not None and plan.kind == "pass" else plan
 
     async def _answer(
         self, call: RecordedCall, status: int, body: Any, headers: dict | None = None
@@ -253,6 +299,8 @@ class FakeSlack:
         method = request.match_info["method"]
         call = await self._read(request, method)
         plan = self._planned(method)
+        if plan is not None and plan.kind in ("http", "hang"):
+            return await self._misbehave(call, plan)
         if plan is not None and plan.kind == "rate_limit":
             return await self._answer(
                 call,
@@ -373,6 +421,14 @@ class FakeSlack:
         out = [{k: v for k, v in m.items() if k != "channel" and (with_meta or k != "metadata")} for m in found]
         return {"ok": True, "messages": out, "has_more": False}, None
 
+    def _m_conversations_info(self, a: dict):
+        channel = a.get("channel")
+        fields = self.channels.get(channel, {}) if channel else None
+        if fields is None:
+            return {"ok": False, "error": "channel_not_found"}, None
+        info = {"id": channel, "is_channel": True, "is_archived": False, "is_member": True, **fields}
+        return {"ok": True, "channel": info}, None
+
     def _m_users_info(self, a: dict):
         user = a.get("user")
         if user not in self.users:
@@ -411,6 +467,8 @@ class FakeSlack:
         if state is None:
             return await self._answer(call, 404, "no_such_url")  # unknown id: a wrong URL in the test
         plan = self._planned(RESPONSE_URL)
+        if plan is not None and plan.kind in ("http", "hang"):
+            return await self._misbehave(call, plan)
         if plan is not None and plan.kind == "rate_limit":
             return await self._answer(
                 call, 429, "rate_limited", headers={"Retry-After": str(plan.retry_after)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ def sign(
     )
 
 
+_IDS = itertools.count(1)
+
+
 # ---------------------------------------------------------------- bodies
 def slash_command_body(
     *,
@@ -72,9 +76,11 @@ def slash_command_body(
     channel_id: str = "C0QUIZ",
     channel_name: str = "quiz",
     response_url: str,
-    trigger_id: str = "1337.42.abcdef",
+    trigger_id: str | None = None,
     api_app_id: str = "A0TEST",
 ) -> str:
+    """A /mldebt body as Slack sends it; each call gets a fresh trigger_id unless one is given
+    (Slack's is unique per invocation, and the app answers a repeated one only once)."""
     fields = {
         "token": "deprecated-verification-token",
         "team_id": team_id,
@@ -88,7 +94,7 @@ def slash_command_body(
         "api_app_id": api_app_id,
         "is_enterprise_install": "false",
         "response_url": response_url,
-        "trigger_id": trigger_id,
+        "trigger_id": trigger_id or f"1337.{next(_IDS)}.abcdef",
     }
     return urlencode(fields)  # quote_plus: spaces -> "+", "/" -> "%2F", like Slack
 
@@ -151,7 +157,7 @@ def interactivity_body(payload: dict) -> str:
 
 
 def event_callback_body(
-    event: dict, *, team_id: str = "T0TEST", event_id: str = "Ev0TEST", api_app_id: str = "A0TEST"
+    event: dict, *, team_id: str = "T0TEST", event_id: str | None = None, api_app_id: str = "A0TEST"
 ) -> str:
     return json.dumps(
         {
@@ -160,7 +166,7 @@ def event_callback_body(
             "api_app_id": api_app_id,
             "event": event,
             "type": "event_callback",
-            "event_id": event_id,
+            "event_id": event_id or f"Ev0{next(_IDS)}",
             "event_time": int(time.time()),
             "authorizations": [
                 {

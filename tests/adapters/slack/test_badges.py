@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 from adapters.slack.app import build_app
@@ -19,49 +18,45 @@ async def earn_badge(user) -> dict:
     return msg
 
 
-async def test_a_failed_user_group_update_is_kept_pending_and_retried(slack, fake, db, clock, app):
+GRANT_ROWS = "SELECT status, attempts, last_error FROM outbox WHERE kind = 'grant'"
+
+
+async def test_a_refused_user_group_update_is_shown_with_its_fix_and_retried_on_command(slack, fake, db, scheduler):
     fake.fail("usergroups.users.update", "permission_denied")
     alice = slack.user()
     msg = await earn_badge(alice)
     assert "You earned the *Technical Debt Mastery* badge" in texts(msg)  # the badge itself is not lost
     assert len(fake.channel_posts) == 1
-    assert db.rows("SELECT status, attempts, reason FROM badge_grants") == [("pending", 1, "permission_denied")]
+    assert db.rows(GRANT_ROWS) == [("failed", 1, "permission_denied")]
+    assert db.rows("SELECT target, state, reason FROM outbox_targets") == [
+        ("badge:Technical Debt Mastery", "failing", "permission_denied")]
     assert fake.usergroups[USERGROUP] == ["U0BOB"]
+    await scheduler.tick()
+    assert len(fake.calls_for("usergroups.users.update")) == 1  # a permanent error is not retried by itself
 
-    grants = app.quiz.grants
-    assert await grants.retry_due() == 0  # too soon: the first retry waits a minute
-    assert len(fake.calls_for("usergroups.users.update")) == 1
-    clock.advance(60)
-    assert await grants.retry_due() == 1
+    ada = slack.user("U0ADMIN", "ada")
+    status = texts(await ada.command("admin status"))
+    assert "Let apps change user groups" in status and "`/mldebt admin retry`" in status
+    assert "permission_denied" in status
+    shown = texts(await ada.command("admin retry"))
+    assert "Trying 1 waiting delivery again now." in shown
+    await scheduler.tick()
     assert fake.usergroups[USERGROUP] == ["U0BOB", "U0ALICE"]
-    assert db.rows("SELECT status, attempts, reason FROM badge_grants") == [("done", 2, None)]
-    assert await grants.retry_due() == 0 and len(fake.calls_for("usergroups.users.update")) == 2
+    assert db.rows(GRANT_ROWS) == [("sent", 2, "permission_denied")]  # the last error stays for the record
+    assert db.rows("SELECT * FROM outbox_targets") == []
 
 
-async def test_the_retry_loop_backs_off_and_never_gives_up(slack, fake, db, clock, app):
-    fake.fail("usergroups.users.update", "plan_upgrade_required", times=3)
+async def test_transient_failures_back_off_and_never_give_up(slack, fake, db, clock, scheduler):
+    fake.fail_http("usergroups.users.update", 503, times=3)  # an HTML error page each time
     await earn_badge(slack.user())
-    grants = app.quiz.grants
-    task = asyncio.create_task(grants.run(clock))  # every minute, try what is due
-
-    async def a_minute_later() -> None:
-        grants.asleep.clear()
-        clock.advance(60)
-        await grants.asleep.wait()  # the loop woke, made its pass and sleeps again
-
-    try:
-        async with asyncio.timeout(5):
-            await grants.asleep.wait()  # the pass at start-up: the failure is too recent
-            assert len(fake.calls_for("usergroups.users.update")) == 1
-            # due 1, 2 and 4 minutes after each failure; the loop looks every minute
-            for minute, attempts in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3), (6, 3), (7, 4)]:
-                await a_minute_later()
-                assert len(fake.calls_for("usergroups.users.update")) == attempts, minute
-            assert grants.passes == 8
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert db.rows("SELECT status, attempts FROM badge_grants") == [("done", 4)]
+    assert db.rows(GRANT_ROWS) == [("pending", 1, "http_503")]
+    for attempts in (2, 3, 4):
+        await scheduler.tick()  # not due yet: the backoff holds it
+        assert len(fake.calls_for("usergroups.users.update")) == attempts - 1
+        clock.advance(hours=2)
+        await scheduler.tick()
+        assert len(fake.calls_for("usergroups.users.update")) == attempts
+    assert db.rows(GRANT_ROWS) == [("sent", 4, "http_503")]
     assert fake.usergroups[USERGROUP] == ["U0BOB", "U0ALICE"]
 
 
@@ -69,7 +64,7 @@ async def test_a_player_already_in_the_group_is_not_written_again(slack, fake, d
     fake.usergroups[USERGROUP] = ["U0ALICE", "U0BOB"]
     await earn_badge(slack.user())
     assert fake.calls_for("usergroups.users.update") == []
-    assert db.rows("SELECT status FROM badge_grants") == [("done",)]
+    assert db.rows(GRANT_ROWS) == [("sent", 1, None)]
 
 
 async def test_429_on_the_user_group_honours_retry_after(slack, fake, db, recorded_sleeps):
@@ -77,14 +72,26 @@ async def test_429_on_the_user_group_honours_retry_after(slack, fake, db, record
     await earn_badge(slack.user())
     assert [c.status for c in fake.calls_for("usergroups.users.list")] == [429, 200]
     assert len(recorded_sleeps) == 1 and 7 <= recorded_sleeps[0] < 8
-    assert db.rows("SELECT status FROM badge_grants") == [("done",)]
+    assert db.rows(GRANT_ROWS) == [("sent", 1, None)]
 
 
-async def test_429_that_does_not_stop_is_recorded_as_pending(slack, fake, db, recorded_sleeps):
+async def test_429_that_does_not_stop_waits_in_the_outbox(slack, fake, db, recorded_sleeps):
     fake.rate_limit("usergroups.users.list", times=3, retry_after=30)
     await earn_badge(slack.user())
-    assert len(fake.calls_for("usergroups.users.list")) == 3  # one try and two retries, then give up
-    assert db.rows("SELECT status, reason FROM badge_grants") == [("pending", "ratelimited")]
+    assert len(fake.calls_for("usergroups.users.list")) == 3  # one try and two retries, then the outbox waits
+    [(status, attempts, error, not_before, first)] = db.rows(
+        "SELECT status, attempts, last_error, not_before, first_error_at FROM outbox WHERE kind = 'grant'")
+    assert (status, attempts, error) == ("pending", 1, "ratelimited") and not_before - first >= 30
+
+
+async def test_without_a_user_group_there_is_no_grant(settings, engine, client, fake, bank, db):
+    app = build_app(dataclasses.replace(settings, slack_badge_usergroup_id=None), engine, client=client)
+    ws = Workspace(fake, app, BackgroundTracker(app), bank)
+    await earn_badge(ws.user())
+    assert app.quiz.grants is None and db.count("badges") == 1
+    assert db.rows("SELECT kind, status FROM outbox") == [("celebration", "sent")]
+    assert not [c for c in fake.calls if c.method.startswith("usergroups.")]
+    assert len(fake.channel_posts) == 1
 
 
 async def test_429_on_a_response_url_honours_retry_after(slack, fake, recorded_sleeps):
@@ -93,15 +100,6 @@ async def test_429_on_a_response_url_honours_retry_after(slack, fake, recorded_s
     assert msg is not None and "1/5" in texts(msg)
     assert [c.status for c in fake.calls_for(RESPONSE_URL)] == [429, 200]
     assert len(recorded_sleeps) == 1 and 3 <= recorded_sleeps[0] < 4
-
-
-async def test_without_a_user_group_there_is_no_grant(settings, engine, client, fake, bank, db):
-    app = build_app(dataclasses.replace(settings, slack_badge_usergroup_id=None), engine, client=client)
-    ws = Workspace(fake, app, BackgroundTracker(app), bank)
-    await earn_badge(ws.user())
-    assert app.quiz.grants is None and db.count("badges") == 1 and db.count("badge_grants") == 0
-    assert not [c for c in fake.calls if c.method.startswith("usergroups.")]
-    assert len(fake.channel_posts) == 1
 
 
 async def test_an_admin_turns_the_celebration_off(slack, fake, db):

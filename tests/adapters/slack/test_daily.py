@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .fake_slack import RESPONSE_URL
 from .workspace import buttons, letter, texts
 
@@ -55,13 +57,15 @@ async def test_an_interrupted_post_is_found_instead_of_posted_again(slack, fake,
                                                                    monkeypatch):
     await slack.user("U0ADMIN", "ada").command(SET)
 
-    async def crash(post_id: str, message_ref: str) -> bool:
+    async def crash(batch) -> list:
         raise RuntimeError("the process died right after posting")
 
-    monkeypatch.setattr(engine, "daily_posted", crash)
-    await scheduler.tick()
+    monkeypatch.setattr(scheduler.outbox, "_settle", crash)
+    with pytest.raises(RuntimeError, match="died"):
+        await scheduler.tick()
     assert len(fake.calls_for("chat.postMessage")) == 1
-    assert db.rows("SELECT status, message_ref FROM daily_posts") == [("posting", None)]
+    assert db.rows("SELECT status, message_ref FROM daily_posts") == [("queued", None)]
+    assert db.rows("SELECT status FROM outbox") == [("sending",)]  # claimed under a lease, never settled
     monkeypatch.undo()
     clock.advance(61)  # the claim's lease runs out; the next attempt looks before posting
     await scheduler.tick()
@@ -75,11 +79,12 @@ async def test_without_history_scope_an_interrupted_post_is_sent_again(slack, fa
                                                                       monkeypatch):
     await slack.user("U0ADMIN", "ada").command(SET)
 
-    async def crash(post_id: str, message_ref: str) -> bool:
+    async def crash(batch) -> list:
         raise RuntimeError("the process died right after posting")
 
-    monkeypatch.setattr(engine, "daily_posted", crash)
-    await scheduler.tick()
+    monkeypatch.setattr(scheduler.outbox, "_settle", crash)
+    with pytest.raises(RuntimeError, match="died"):
+        await scheduler.tick()
     monkeypatch.undo()
     fake.fail("conversations.history", "missing_scope")
     clock.advance(61)

@@ -6,10 +6,10 @@ import asyncio
 
 import aiohttp
 import pytest
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 
 from adapters.slack.daily import RATE_LIMIT_WAITS, RateGate
+from bot.platform_errors import Transient
 
 SET = "daily set <#C0DAILY|ml-daily> 09:00 Europe/Berlin"
 
@@ -77,8 +77,9 @@ async def test_after_too_many_429s_the_post_fails_and_its_claim_is_retried_later
     fake.rate_limit("chat.postMessage", times=RATE_LIMIT_WAITS + 1, retry_after=1)
     await scheduler.tick()
     assert len(fake.calls_for("chat.postMessage")) == RATE_LIMIT_WAITS + 1
-    assert db.rows("SELECT status FROM daily_posts") == [("posting",)]
-    clock.advance(61)  # the lease runs out; the next attempt looks first, finds nothing, posts
+    assert db.rows("SELECT status FROM daily_posts") == [("queued",)]
+    assert db.rows("SELECT status, last_error FROM outbox") == [("pending", "ratelimited")]
+    clock.advance(61)  # after its backoff the outbox tries again: it looks first, finds nothing, posts
     await scheduler.tick()
     assert [c.status for c in fake.calls_for("chat.postMessage")][-1] == 200
     assert db.rows("SELECT status FROM daily_posts") == [("posted",)]
@@ -88,8 +89,8 @@ async def test_other_errors_are_not_retried(app, fake, time_):
     poster = app.quiz.daily
     fake.fail("chat.update", "cant_update_message")
     fake.fail("conversations.history", "ratelimited")  # an error body with HTTP 200 is not a 429
-    with pytest.raises(SlackApiError):
-        await poster._call(lambda: poster.client.conversations_history(channel="C1"))
+    with pytest.raises(Transient, match="ratelimited"):
+        await poster._call(lambda: poster.client.conversations_history(channel="C1"), channel="C1", what="test")
     assert len(fake.calls_for("conversations.history")) == 1 and time_.sleeps == []
 
 

@@ -52,7 +52,8 @@ async def test_whole_challenge_to_the_badge(slack, fake, db, bank):
     assert db.rows("SELECT question_id, outcome, attempt FROM answers ORDER BY position") == [
         (q, "correct", 1) for q in seen]
     assert db.rows("SELECT badge FROM badges") == [("Technical Debt Mastery",)]
-    assert db.rows("SELECT status, attempts, reason FROM badge_grants") == [("done", 1, None)]
+    assert db.rows("SELECT kind, status, attempts, last_error FROM outbox ORDER BY kind") == [
+        ("celebration", "sent", 1, None), ("grant", "sent", 1, None)]
 
 
 async def test_wrong_then_right(slack, db, bank):

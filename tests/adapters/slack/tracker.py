@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.lazy_listener.async_internals import to_runnable_function
-from slack_bolt.lazy_listener.asyncio_runner import AsyncioLazyListenerRunner
 from slack_bolt.listener.async_listener_completion_handler import AsyncListenerCompletionHandler
 from slack_bolt.listener.async_listener_start_handler import AsyncListenerStartHandler
 
@@ -14,9 +12,9 @@ from slack_bolt.listener.async_listener_start_handler import AsyncListenerStartH
 class BackgroundTracker:
     """Counts listener runs bolt starts in the background; `await idle()` waits until all are done.
 
-    Hooks bolt's listener_runner: the start/completion handlers wrap every ack-function run, and a
-    lazy runner keeps the tasks it creates. Race-free: by the time `async_dispatch` returns, the
-    ack function has called the start handler and lazy starts were counted synchronously.
+    Hooks bolt's listener_runner: the start/completion handlers wrap every ack-function run; the
+    work behind the acks is in the app's WorkQueue, which says when it is idle. Race-free: by the
+    time `async_dispatch` returns, the ack ran and its work was queued synchronously.
     """
 
     def __init__(self, app: AsyncApp) -> None:
@@ -34,17 +32,9 @@ class BackgroundTracker:
             async def handle(self, request, response):
                 tracker._dec()
 
-        class _Lazy(AsyncioLazyListenerRunner):
-            def start(self, function, request):
-                tracker._inc()
-                task = asyncio.ensure_future(
-                    to_runnable_function(internal_func=function, logger=self.logger, request=request)
-                )
-                task.add_done_callback(lambda _t: tracker._dec())
-
         runner.listener_start_handler = _Start()
         runner.listener_completion_handler = _Done()
-        runner.lazy_listener_runner = _Lazy(logger=app.logger)
+        self.work = app.work
 
     def _inc(self) -> None:
         self._pending += 1
@@ -60,4 +50,9 @@ class BackgroundTracker:
         return self._pending
 
     async def idle(self, within: float = 5.0) -> None:
-        await asyncio.wait_for(self._idle.wait(), within)
+        """Acks done, then the app's work queue drained (work queued by the acks included)."""
+        async def both() -> None:
+            await self._idle.wait()
+            await self.work.idle()
+
+        await asyncio.wait_for(both(), within)

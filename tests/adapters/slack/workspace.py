@@ -166,5 +166,5 @@ class Db:
         return self.rows(f"SELECT COUNT(*) FROM {table}")[0][0]
 
     def counts(self) -> dict[str, int]:
-        tables = ("players", "sessions", "session_items", "answers", "badges", "badge_grants", "tenant_settings")
+        tables = ("players", "sessions", "session_items", "answers", "badges", "outbox", "tenant_settings")
         return {t: self.count(t) for t in tables}
