@@ -77,6 +77,11 @@ class ReferenceBot(commands.Bot):
         self.add_dynamic_items(DeferButton)
 
 
+def _limit(n: int) -> float:
+    """Real seconds SimCord may take to settle n clicks' work (2,000 follow-ups on a busy machine)."""
+    return max(120.0, n * 0.5)
+
+
 def _members(env: simcord.Env, n: int) -> tuple[Any, list[Any]]:
     guild = env.create_guild("Bench")
     channel = guild.create_text_channel("quiz")
@@ -87,9 +92,9 @@ async def _burst(env: simcord.Env, clicks: list[tuple[Any, Any, str]]) -> dict:
     log = install_request_stamps(env, expect=len(clicks))
     emitted = [emit_click(env, member, message, cid) for member, message, cid in clicks]
     emit_ms = (emitted[-1][1] - emitted[0][1]) * 1000
-    await asyncio.wait_for(log.answered.wait(), 120)
+    await asyncio.wait_for(log.answered.wait(), _limit(len(clicks)))
     t0 = time.perf_counter()
-    await env.settle(timeout=120)  # the follow-ups (next question cards) and anything else left
+    await env.settle(timeout=_limit(len(clicks)))  # the follow-ups (next question cards) and anything else left
     settle_s = time.perf_counter() - t0
     firsts = initial_responses(log)
     latencies, kinds = [], Counter()
@@ -119,7 +124,7 @@ async def adapter_run(tmp: Path, bank: Bank, n: int, seed: int) -> dict:
         finally:
             answers_at.append((t0, time.perf_counter()))
     try:
-        async with simcord.run(build_bot(Settings(database=db), engine), settle_timeout=120) as env:
+        async with simcord.run(build_bot(Settings(database=db), engine), settle_timeout=_limit(n)) as env:
             channel, members = _members(env, n)
             t0 = time.perf_counter()
             clicks = []
@@ -142,7 +147,7 @@ async def adapter_run(tmp: Path, bank: Bank, n: int, seed: int) -> dict:
 
 
 async def reference_run(n: int) -> dict:
-    async with simcord.run(ReferenceBot(), settle_timeout=120) as env:
+    async with simcord.run(ReferenceBot(), settle_timeout=_limit(n)) as env:
         channel, members = _members(env, n)
         view = discord.ui.View(timeout=None)
         view.add_item(DeferButton(1))
