@@ -313,3 +313,15 @@ async def test_a_server_that_removes_the_bot_is_paused_and_resumes_when_it_adds_
     await world.env.settle()
     assert world.query("SELECT COUNT(*) FROM outbox_targets WHERE tenant = ?", str(guild_id)) == [(0,)]
     assert world.query("SELECT kind, status FROM outbox WHERE tenant = ?", str(guild_id)) == [("daily_post", "pending")]
+
+
+async def test_a_command_sync_discord_refuses_at_start_up_is_one_warning_not_a_failed_start(world, faults, make_bot,
+                                                                                           caplog):
+    async with world.engine.store.transaction() as tx:  # the commands changed since the last sync
+        await tx.set_setting("discord", f"app:{world.env.bot.application_id}", "command_tree_sha256", "old")
+    faults.add("PUT", "/applications/*/commands", "html", status=503)
+    await world.env.restart_bot(make_bot())
+    assert "Discord commands not synced (http_503: Discord answered 503 with an HTML page" in caplog.text
+    started = await world.alice.slash(world.channel, "mldebt challenge")  # the commands synced before still work
+    assert started.response.embeds[0].title == "Mastery challenge · 1/5"
+    assert world.env.errors == []
