@@ -116,6 +116,7 @@ async def adapter_run(tmp: Path, bank: Bank, n: int, seed: int) -> dict:
     rng = random.Random(seed)
     answers_at: list[tuple[float, float]] = []  # (start, end) of every engine.answer in the burst
     answer = engine.answer
+    all_answered = asyncio.Event()
 
     async def timed_answer(*args: Any, **kwargs: Any) -> Any:  # bench-only instrumentation
         t0 = time.perf_counter()
@@ -123,6 +124,8 @@ async def adapter_run(tmp: Path, bank: Bank, n: int, seed: int) -> dict:
             return await answer(*args, **kwargs)
         finally:
             answers_at.append((t0, time.perf_counter()))
+            if len(answers_at) == n:
+                all_answered.set()
     try:
         async with simcord.run(build_bot(Settings(database=db), engine), settle_timeout=_limit(n)) as env:
             channel, members = _members(env, n)
@@ -135,6 +138,8 @@ async def adapter_run(tmp: Path, bank: Bank, n: int, seed: int) -> dict:
             setup_s = time.perf_counter() - t0
             engine.answer = timed_answer  # type: ignore[method-assign]
             result = await _burst(env, clicks)
+            # engine work SimCord counted as parked (waiting on the database thread) finishes here
+            await asyncio.wait_for(all_answered.wait(), _limit(n))
         async with store.transaction() as tx:
             answers = await tx._all("SELECT COUNT(*) FROM answers")  # type: ignore[attr-defined]
     finally:

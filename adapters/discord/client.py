@@ -12,6 +12,7 @@ come with each interaction, and a pending grant fetches its member over REST.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -37,6 +38,7 @@ from .turn import InteractionSurface, WebhookSurface, present
 
 log = logging.getLogger(__name__)
 
+WORK_SLOTS = 8  # acknowledged interactions worked on at once; the store runs one transaction at a time anyway
 SORRY = "Something went wrong on our side; please try again. If it keeps happening, tell a server admin."
 NOT_ADMIN = "You need the Manage Server permission for `/mldebt-admin` commands."
 NOT_IN_GUILD = "mldebt works inside a server: use it in a server channel."
@@ -85,6 +87,9 @@ class MlDebtBot(commands.Bot):
         self.sync_commands = sync_commands
         self.roles = RoleGranter(engine, settings.discord_mastery_role)
         self.daily = DailyPoster(self)
+        # the work behind acknowledged interactions, a few at a time: acknowledgements never queue
+        # behind a burst's rendering and database round trips (bench/discord_ack.py)
+        self.work_slots = asyncio.Semaphore(WORK_SLOTS)
         engine.grant_platforms.add(PLATFORM)  # every new badge also stores a pending role grant
         engine.channel_probes[PLATFORM] = self.probe_channel  # `daily set` checks the channel first
         for group in command_groups():
@@ -140,16 +145,17 @@ class MlDebtBot(commands.Bot):
         surface = InteractionSurface(interaction, player)
         if not await surface.ack(update=False):
             return
-        if admin_only and not is_admin(interaction):
-            await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
-            return
-        try:
-            replies = await handle_text(self.engine, player, text, is_admin=is_admin(interaction),
-                                        celebrate_default=self.settings.celebrate)
-            await present(self, surface, [*await self.engine.unseen(player), *replies])
-        except Exception:
-            log.exception("command %r failed", text[:80])
-            await _apologise(surface)
+        async with self.work_slots:
+            if admin_only and not is_admin(interaction):
+                await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
+                return
+            try:
+                replies = await handle_text(self.engine, player, text, is_admin=is_admin(interaction),
+                                            celebrate_default=self.settings.celebrate)
+                await present(self, surface, [*await self.engine.unseen(player), *replies])
+            except Exception:
+                log.exception("command %r failed", text[:80])
+                await _apologise(surface)
 
     async def on_quiz_click(self, interaction: discord.Interaction, custom_id: str) -> None:
         """A question button (a DynamicItem, so it works for messages from before a restart)."""
@@ -160,6 +166,11 @@ class MlDebtBot(commands.Bot):
         surface = InteractionSurface(interaction, player)
         if not await surface.ack(update=True):
             return
+        async with self.work_slots:
+            await self._click(surface, player, custom_id)
+
+    async def _click(self, surface: InteractionSurface, player: Player, custom_id: str) -> None:
+        interaction = surface.interaction
         try:
             action = Action.decode(custom_id)
             on_card = action.question_id if action is not None and action.kind in "ahs" else None
