@@ -145,7 +145,6 @@ class MlDebtBot(commands.Bot):
         surface = InteractionSurface(interaction, player)
         if not await surface.ack(update=False):
             return
-        await asyncio.sleep(0)  # behind the interactions already waiting: their acks go first
         async with self.work_slots:
             if admin_only and not is_admin(interaction):
                 await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
@@ -167,7 +166,6 @@ class MlDebtBot(commands.Bot):
         surface = InteractionSurface(interaction, player)
         if not await surface.ack(update=True):
             return
-        await asyncio.sleep(0)  # behind the interactions already waiting: their acks go first
         async with self.work_slots:
             await self._click(surface, player, custom_id)
 
