@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def player_of(n: int) -> Player:
 
 def pick(bank: Bank, card: QuestionCard, right: bool) -> str:
     answer = bank.question(card.question_id).answer_text
-    return next(c.letter for c in card.choices if (c.text == answer) == right)
+    return next(c.letter for c in card.choices if (c.text == answer) == right and c.letter not in card.tried)
 
 
 def card_in(replies: list[Reply]) -> QuestionCard | None:
@@ -98,7 +99,7 @@ def after(replies: list[Reply], card: QuestionCard) -> tuple[QuestionCard | None
         return nxt, True
     feedback = replies[0]
     assert isinstance(feedback, Feedback) and not feedback.final
-    return card, False
+    return replace(card, tried=(*card.tried, feedback.chosen)), False  # a letter is tried once
 
 
 async def play(engine: QuizEngine, n: int, card: QuestionCard, rng: random.Random,

@@ -16,6 +16,7 @@ from .engine import QuizEngine
 from .item_analysis import analyse, flags_reply
 from .replies import HelpText, Player, Rejected, Reply
 from .store.base import StoreBusy
+from .text import command_text
 
 HELP: tuple[tuple[str, str], ...] = (
     ("challenge", "the Mastery challenge: 5 timed questions; 5/5 earns the Technical Debt Mastery badge"),
@@ -160,7 +161,7 @@ async def handle_text(engine: QuizEngine, player: Player, text: str, *, route: s
     `is_admin` is the platform's verdict (Discord Manage Server, Slack workspace admin); the
     console's single local player is always admin.
     """
-    words = (text or "").strip().split()
+    words = command_text(text or "").strip().split()
     if not words:
         return [help_reply()]
     name, raw_args = words[0].lower(), words[1:]

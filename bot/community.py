@@ -61,6 +61,7 @@ from .replies import (
 )
 from .scoring import points_for
 from .store import DailyChannelRow, DailyPostRow, Tx
+from .text import clean, fold_key
 
 if TYPE_CHECKING:
     from .engine import QuizEngine
@@ -79,8 +80,13 @@ def scope_of(platform: str, tenant: str) -> str:
 
 
 def fold_name(raw: str) -> str:
-    """How a team name is compared: NFC, runs of white space folded (case is folded by the caller)."""
+    """How a team name is shown: NFC, runs of white space folded. `team_key` is how it is compared."""
     return " ".join(unicodedata.normalize("NFC", raw).split())
+
+
+def team_key(name: str) -> str:
+    """The key that makes two spellings one team: NFKC and case-folded (`Ａｄｍｉｎｓ` is `admins`)."""
+    return fold_key(name)
 
 
 def normalise_team_name(raw: str) -> str:
@@ -174,14 +180,14 @@ class CommunityMixin:
                 if current is not None:
                     raise errors.BadRequest(f"You are already in team '{current.name}'. Leave it first with "
                                             "`team leave`.")
-                team_id = await tx.create_team(scope, name, name.casefold(), pid, now)
+                team_id = await tx.create_team(scope, name, team_key(name), pid, now)
                 if team_id is None:
                     raise errors.BadRequest(f"A team called '{name}' already exists here (names ignore case).")
                 await tx.join_team(pid, team_id, now)
                 return [Notice(f"Team '{name}' created, and you are in it. Others join with `team join {name}`.")]
             if action == "join":
                 name = fold_name(raw_name)
-                team = await tx.team_by_key(scope, name.casefold()) if name else None
+                team = await tx.team_by_key(scope, team_key(name)) if name else None
                 if team is None:
                     raise errors.BadRequest(f"There is no team called '{name[:40]}' here. See `team list`.")
                 if current is not None:
@@ -219,7 +225,7 @@ class CommunityMixin:
                 rows = await tx.top_players(scope, key, limit)
                 entries = tuple(LeaderEntry(i, r.name, r.points, 0, r.id == pid) for i, r in enumerate(rows, 1))
                 mine = await tx.player_rank(scope, key, pid)
-                me = LeaderEntry(mine[0], player.display_name or player.user, mine[1], 0, True) if mine else None
+                me = LeaderEntry(mine[0], clean(player.display_name) or player.user, mine[1], 0, True) if mine else None
             else:
                 team = await tx.team_of(pid)
                 rows = await tx.top_teams(scope, key, per_member, 10_000)

@@ -16,7 +16,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -67,6 +67,7 @@ from .scoring import points_for
 from .store import AnswerRow, ItemRow, SessionRow, Store, Tx
 from .store.base import AnswerContext, DuplicateAnswer, StoreBusy, WriteConflict
 from .store.outbox import TENANT, TargetState
+from .text import clean
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,9 @@ class QuizEngine(CommunityMixin):
         self.deadlines_changed = asyncio.Event()
         # platforms where a badge also means a platform grant (a role, a user group) to carry out
         self.grant_platforms: set[str] = set()
+        # players with a result the platform refused to show (see `unseen`); loaded on first use
+        self._unseen_keys: set[tuple[str, str, str]] = set()
+        self._unseen_keys_loaded = False
         # platform -> the outbox kinds some process delivers there (registered through the scheduler);
         # a time-out or celebration is written to the outbox only where it will be delivered
         self.outbox_kinds: dict[str, set[str]] = {}
@@ -152,7 +156,7 @@ class QuizEngine(CommunityMixin):
     @staticmethod
     def _name(player: Player) -> str:
         # a crafted payload can carry lone surrogates, which no database encoding accepts
-        return player.display_name.encode("utf-8", "replace").decode("utf-8")
+        return clean(player.display_name)
 
     async def _player_id(self, tx: Tx, player: Player) -> int:
         name = self._name(player)
@@ -197,7 +201,7 @@ class QuizEngine(CommunityMixin):
             item.deadline = now + self.bank.question(item.question_id).time_limit
             self.deadlines_changed.set()
 
-    def _card(self, session: SessionRow, item: ItemRow) -> QuestionCard:
+    def _card(self, session: SessionRow, item: ItemRow, tried: tuple[str, ...] = ()) -> QuestionCard:
         mode = MODES[session.mode]
         q = self.bank.question(item.question_id)
         choices = self._choices.get((q.id, item.choice_order))
@@ -221,7 +225,16 @@ class QuizEngine(CommunityMixin):
             attempts_left=mode.attempts - item.attempts_used,
             hint_used=item.hint_used,
             hint_costs_points=mode.hint_costs_points,
+            tried=tried,
         )
+
+    @staticmethod
+    async def _tried(tx: Tx, item: ItemRow) -> tuple[str, ...]:
+        """The letters (as shown) already tried on an open question; no read when none were."""
+        if not item.attempts_used:
+            return ()
+        return tuple(a.shown_choice for a in await tx.answers_to_item(item.session_id, item.position)
+                     if a.outcome != "late")
 
     @staticmethod
     def _shown_answer(q: Question, item: ItemRow) -> str:
@@ -367,7 +380,7 @@ class QuizEngine(CommunityMixin):
                     assert item is not None
                     return replies + [
                         ActiveSession(existing.id, existing.mode, existing.position + 1, existing.total, mode.name),
-                        self._card(existing, item),
+                        self._card(existing, item, await self._tried(tx, item)),
                     ]
             challenge_set = None
             try:
@@ -441,6 +454,8 @@ class QuizEngine(CommunityMixin):
                 return await self._close_item(tx, session, item, "timeout", now, next_item=ctx.next_item)
             if attempt > mode.attempts:
                 raise errors.NoAttemptsLeft()
+            if item.attempts_used and shown in await self._tried(tx, item):  # a card shown again, clicked twice
+                raise errors.AlreadyTried(f"You already tried {shown} on this question; pick another letter.")
             correct = original == q.answer
             points = points_for(q.difficulty, correct=correct, attempt=attempt, hint_used=item.hint_used,
                                 scored=mode.scored)
@@ -487,7 +502,7 @@ class QuizEngine(CommunityMixin):
         if session.status == "open" and session.position > prior.position:
             current = await tx.get_item(session.id, session.position)
             assert current is not None
-            replies.append(self._card(session, current))
+            replies.append(self._card(session, current, await self._tried(tx, current)))
         elif session.status != "open" and prior.position == session.total - 1 and item.status != "open":
             replies.append(await self._summary(tx, session))
         return replies
@@ -550,7 +565,7 @@ class QuizEngine(CommunityMixin):
                 await tx.update_session(session)
             item = await tx.get_item(session.id, session.position)
             assert item is not None
-            return [self._card(session, item)]
+            return [self._card(session, item, await self._tried(tx, item))]
 
     async def set_route(self, session_id: str, question_id: str, route: str) -> bool:
         """Record where a question is shown, once the platform message exists.
@@ -569,6 +584,95 @@ class QuizEngine(CommunityMixin):
                 session.route = route
                 await tx.update_session(session)
             return True
+
+    async def question_outcome(self, player: Player, session_id: str, question_id: str) -> list[Reply]:
+        """What happened to a question that is closed, then where the player is now.
+
+        For a click on a question that was answered, timed out or skipped earlier (a stale card, or
+        a result the platform never showed): its result, then the current question (with the
+        letters already tried) or, if the quiz is over, its summary.
+        """
+        async with self._tx() as tx:
+            session = await self._owned_session(tx, player, session_id)
+            item = next((it for it in await tx.get_items(session.id) if it.question_id == question_id), None)
+            if item is None:
+                raise errors.QuestionClosed()
+            result = await self._result_of(tx, session, item) if item.status not in ("open", "pending") else None
+            replies: list[Reply] = [result] if result is not None else []
+            replies += await self._catch_up(tx, session, self._now())  # the current one may have timed out too
+            if any(isinstance(r, QuestionCard | Summary) for r in replies):
+                return replies
+            if session.status == "open":
+                current = await tx.get_item(session.id, session.position)
+                assert current is not None
+                card: Reply = self._card(session, current, await self._tried(tx, current))
+                if result is None:  # the question is the open one after all
+                    return [card]
+                where = "here is your current question."
+            else:
+                card, where = await self._summary(tx, session), "the quiz has ended."
+            return replies + [Notice(f"That question was already closed (what happened to it is above); {where}"),
+                              card]
+
+    async def _result_of(self, tx: Tx, session: SessionRow, item: ItemRow) -> Reply | None:
+        """The latest result of a question (its last answer, or how it closed), rebuilt from the store."""
+        q = self.bank.question(item.question_id)
+        shown = self._shown_answer(q, item)
+        if item.status == "timeout":
+            return TimeUp(session.id, q.id, shown, q.answer_text, q.explanation)
+        if item.status == "skipped":
+            return Skipped(session.id, q.id, shown, q.answer_text, q.explanation)
+        if item.status == "pending":
+            return None
+        answers = [a for a in await tx.answers_to_item(session.id, item.position) if a.outcome != "late"]
+        if not answers:
+            return None
+        last = answers[-1]
+        return self._feedback(q, item, MODES[session.mode], last.shown_choice, last.outcome == "correct",
+                              last.points, last.attempt)
+
+    async def note_unseen(self, player: Player, session_id: str, question_id: str) -> bool:
+        """The platform refused to show a stored result (an expired interaction): show it next time.
+
+        True if noted (a quiz question of this player; a daily answer has no session to replay).
+        """
+        async with self._tx() as tx:
+            session = await tx.get_session(session_id)
+            if session is None or session.player_id != await self._player_id(tx, player):
+                return False
+            await tx.set_unseen(session.player_id, session_id, question_id, self._now())
+        self._unseen_keys.add(player.key)
+        return True
+
+    async def unseen(self, player: Player) -> list[Reply]:
+        """The result `note_unseen` kept for this player (once), with a line saying why it comes now.
+
+        Which players have one is known in memory after the first look (one process serves a
+        given Discord guild or Slack workspace), so most interactions cost no database trip.
+        """
+        if self._unseen_keys_loaded and player.key not in self._unseen_keys:
+            return []
+        async with self._tx() as tx:
+            if not self._unseen_keys_loaded:
+                self._unseen_keys.update(await tx.unseen_players())
+                self._unseen_keys_loaded = True
+                if player.key not in self._unseen_keys:
+                    return []
+            pid = await self._player_id(tx, player)
+            noted = await tx.take_unseen(pid)
+            self._unseen_keys.discard(player.key)
+            if noted is None:
+                return []
+            session = await tx.get_session(noted[0])
+            items = await tx.get_items(noted[0]) if session is not None else []
+            item = next((it for it in items if it.question_id == noted[1]), None)
+            if session is None or item is None:
+                return []
+            result = await self._result_of(tx, session, item)
+        if result is None:
+            return []
+        return [Notice("Your last answer was recorded, but the platform did not let mldebt show you the "
+                       "result in time. Here it is:"), result]
 
     async def expire_due(self, limit: int = 200) -> list[Delivery]:
         """Close every question whose deadline has passed; return what to tell each player."""
@@ -724,7 +828,7 @@ class QuizEngine(CommunityMixin):
                     per_topic[q.topic][0] += correct
                     per_topic[q.topic][1] += answered
         return [Stats(
-            player=player,
+            player=replace(player, display_name=clean(player.display_name)),
             points=totals.points,
             answered=answered_all,
             correct=right_all,

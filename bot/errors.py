@@ -33,6 +33,12 @@ class NoAttemptsLeft(QuizError):
     message = "You have no attempts left on this question."
 
 
+class AlreadyTried(QuizError):
+    """A letter the player already tried on this question: refused without using an attempt."""
+
+    message = "You already tried that letter on this question; pick another one."
+
+
 class UnknownChoice(QuizError):
     message = "Pick one of A, B, C or D."
 

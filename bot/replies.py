@@ -70,6 +70,8 @@ class QuestionCard(Reply):
     attempts_left: int
     hint_used: bool
     hint_costs_points: bool
+    # letters (as shown) already tried on this question: a card shown again keeps them unclickable
+    tried: tuple[str, ...] = ()
 
     @property
     def progress(self) -> str:
@@ -81,6 +83,8 @@ class QuestionCard(Reply):
         if self.code:
             lines.append(self.code.rstrip())
         lines += [f"{c.letter}) {c.text}" for c in self.choices]
+        if self.tried:
+            lines.append(f"Already tried: {', '.join(self.tried)}.")
         if self.deadline is not None:
             lines.append(f"Answer by {self.deadline:%H:%M:%S} UTC ({self.time_limit} s).")
         return "\n".join(lines)

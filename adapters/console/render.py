@@ -50,8 +50,9 @@ def plain(text: str) -> str:
     return _CHANNEL.sub(r"#\1", text)
 
 
-def _choices(choices) -> list[str]:
-    return [f"  {c.letter}) {c.text}" for c in choices]
+def _choices(choices, tried: tuple[str, ...] = ()) -> list[str]:
+    """Choice lines; a letter already tried on this question says so (the engine refuses it again)."""
+    return [f"  {c.letter}) {c.text}" + (" (tried)" if c.letter in tried else "") for c in choices]
 
 
 def _code(code: str | None) -> list[str]:
@@ -65,7 +66,7 @@ def render(reply: Reply, width: int | None = None) -> str:
     match reply:
         case QuestionCard():
             head = f"\n── {reply.progress} · {reply.topic} · {reply.type.replace('_', ' ')} · {reply.difficulty} ──"
-            body = [head, f"[{reply.question_id}] {reply.prompt}", *_code(reply.code), *_choices(reply.choices)]
+            body = [head, f"[{reply.question_id}] {reply.prompt}", *_code(reply.code), *_choices(reply.choices, reply.tried)]
             if reply.deadline is not None:
                 body.append(f"Time limit {reply.time_limit} s: answer by {reply.deadline:%H:%M:%S} UTC. "
                             f"Attempts left: {reply.attempts_left}.")

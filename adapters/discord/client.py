@@ -12,6 +12,7 @@ come with each interaction, and a pending grant fetches its member over REST.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -21,11 +22,14 @@ from discord.ext import commands
 from bot.commands import Action, handle_action, handle_text
 from bot.config import Settings
 from bot.engine import Delivery, QuizEngine
-from bot.platform_errors import Permanent
-from bot.replies import Notice, Player, Rejected, TimeUp
+from bot.errors import QuizError
+from bot.platform_errors import Permanent, PlatformError
+from bot.replies import Feedback, Notice, Player, Rejected, Reply, Skipped, TimeUp
 
 from .components import QuizButton
 from .daily import DailyPoster
+from .errors import ACK_TIMEOUT, Attempt, call
+from .render import Outgoing
 from .roles import PLATFORM, RoleGranter
 from .routes import Route
 from .sync import sync_if_changed
@@ -34,6 +38,7 @@ from .turn import InteractionSurface, WebhookSurface, present
 
 log = logging.getLogger(__name__)
 
+WORK_SLOTS = 8  # acknowledged interactions worked on at once; the store runs one transaction at a time anyway
 SORRY = "Something went wrong on our side; please try again. If it keeps happening, tell a server admin."
 NOT_ADMIN = "You need the Manage Server permission for `/mldebt-admin` commands."
 NOT_IN_GUILD = "mldebt works inside a server: use it in a server channel."
@@ -62,13 +67,15 @@ class MlDebtTree(app_commands.CommandTree):
 
 
 async def _say_sorry(interaction: discord.Interaction) -> None:
+    """A bug on our side: tell the user privately (a followup once acknowledged), never raise."""
+    response = interaction.response
     try:
-        if interaction.response.is_done():
-            await interaction.followup.send(SORRY, ephemeral=True)
+        if response.is_done():
+            await call(interaction.followup.send(SORRY, ephemeral=True), Attempt("apologise"))
         else:
-            await interaction.response.send_message(SORRY, ephemeral=True)
-    except discord.HTTPException:  # e.g. the interaction expired meanwhile
-        log.warning("could not tell the user about the failure", exc_info=True)
+            await call(response.send_message(SORRY, ephemeral=True), Attempt("apologise"), limit=ACK_TIMEOUT)
+    except PlatformError as exc:
+        log.warning("could not tell the user about the failure: %s", exc.detail)
 
 
 class MlDebtBot(commands.Bot):
@@ -80,6 +87,9 @@ class MlDebtBot(commands.Bot):
         self.sync_commands = sync_commands
         self.roles = RoleGranter(engine, settings.discord_mastery_role)
         self.daily = DailyPoster(self)
+        # the work behind acknowledged interactions, a few at a time: acknowledgements never queue
+        # behind a burst's rendering and database round trips (bench/discord_ack.py)
+        self.work_slots = asyncio.Semaphore(WORK_SLOTS)
         engine.grant_platforms.add(PLATFORM)  # every new badge also stores a pending role grant
         engine.channel_probes[PLATFORM] = self.probe_channel  # `daily set` checks the channel first
         for group in command_groups():
@@ -115,50 +125,82 @@ class MlDebtBot(commands.Bot):
             await self.roles.retry(guild)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        await self.roles.retry(guild)  # added back to a server that still has pending grants
+        """Added (back) to a server: resume what its removal paused, then the pending role grants."""
+        await self.engine.tenant_restored(PLATFORM, str(guild.id))
+        await self.roles.retry(guild)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """Kicked, banned or the server deleted: pause its daily posts and grants instead of failing them."""
+        await self.engine.tenant_removed(PLATFORM, str(guild.id), "guild_removed",
+                                         "Add mldebt to the server again (the link from `mldebt discord invite-url`).")
 
     # -- commands and clicks ----------------------------------------------------------------------
 
     async def run_text(self, interaction: discord.Interaction, text: str, *, admin_only: bool = False) -> None:
-        """An app command, as the core's command text."""
+        """An app command, as the core's command text: acknowledged first, then run and shown."""
         if interaction.guild_id is None:
-            await interaction.response.send_message(NOT_IN_GUILD, ephemeral=True)
+            await _refuse_outside_guild(interaction)
             return
         player = player_of(interaction)
         surface = InteractionSurface(interaction, player)
-        if admin_only and not is_admin(interaction):
-            await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
+        if not await surface.ack(update=False):
             return
-        replies = await surface.within_ack(
-            handle_text(self.engine, player, text, is_admin=is_admin(interaction),
-                        celebrate_default=self.settings.celebrate), update=False)
-        await present(self, surface, replies)
+        async with self.work_slots:
+            if admin_only and not is_admin(interaction):
+                await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
+                return
+            try:
+                replies = await handle_text(self.engine, player, text, is_admin=is_admin(interaction),
+                                            celebrate_default=self.settings.celebrate)
+                await present(self, surface, [*await self.engine.unseen(player), *replies])
+            except Exception:
+                log.exception("command %r failed", text[:80])
+                await _apologise(surface)
 
     async def on_quiz_click(self, interaction: discord.Interaction, custom_id: str) -> None:
         """A question button (a DynamicItem, so it works for messages from before a restart)."""
+        if interaction.guild_id is None:
+            await _refuse_outside_guild(interaction)
+            return
+        player = player_of(interaction)
+        surface = InteractionSurface(interaction, player)
+        if not await surface.ack(update=True):
+            return
+        async with self.work_slots:
+            await self._click(surface, player, custom_id)
+
+    async def _click(self, surface: InteractionSurface, player: Player, custom_id: str) -> None:
+        interaction = surface.interaction
         try:
-            if interaction.guild_id is None:
-                await interaction.response.send_message(NOT_IN_GUILD, ephemeral=True)
-                return
-            player = player_of(interaction)
-            surface = InteractionSurface(interaction, player)
             action = Action.decode(custom_id)
             on_card = action.question_id if action is not None and action.kind in "ahs" else None
-            replies = await surface.within_ack(
-                handle_action(self.engine, player, custom_id, str(interaction.id)), update=on_card is not None)
+            replies = await handle_action(self.engine, player, custom_id, str(interaction.id))
+            if on_card is not None and action is not None and _closed(replies):
+                replies = await self._outcome(player, action, replies)
+            unseen = await self.engine.unseen(player)
+            if unseen and on_card not in (r.question_id for r in unseen if isinstance(r, Feedback | TimeUp | Skipped)):
+                replies = [*replies, *unseen]  # the clicked card itself shows its own result
             await present(self, surface, replies, card_question=on_card)
         except Exception:
             # discord.py would only log an exception escaping a DynamicItem callback
             log.exception("click %s failed", custom_id)
-            await _say_sorry(interaction)
+            await _apologise(surface)
+
+    async def _outcome(self, player: Player, action: Action, refused: list[Reply]) -> list[Reply]:
+        """A click on a closed question: what happened to it, and the current question."""
+        try:
+            return await self.engine.question_outcome(player, action.session_id, action.question_id)
+        except QuizError:
+            return refused
 
     async def retry_roles_command(self, interaction: discord.Interaction) -> None:
         player = player_of(interaction)
         surface = InteractionSurface(interaction, player)
+        if not await surface.ack(update=False):  # several Discord calls per grant: acknowledged first
+            return
         if not is_admin(interaction) or interaction.guild is None:
             await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
             return
-        await surface.defer()  # several Discord calls per grant
         granted, pending = await self.roles.retry(interaction.guild)
         replies = await self.engine.admin_status(player, celebrate_default=self.settings.celebrate)
         note = Notice(f"Retried the pending Mastery roles: {granted} granted, {pending} still pending."
@@ -168,7 +210,11 @@ class MlDebtBot(commands.Bot):
     # -- the scheduler's time-outs ----------------------------------------------------------------
 
     async def deliver(self, delivery: Delivery) -> None:
-        """A question timed out: update its card (and show what comes next) via the stored route."""
+        """A question timed out: update its card (and show what comes next) via the stored route.
+
+        The outbox's time-out sender: raises Transient/Permanent only when nothing was shown yet
+        (a retry is then safe); a later failure is logged and the player sees the rest next time.
+        """
         route = Route.decode(delivery.route)
         if route is None:
             log.info("time-out in session %s recorded; no Discord message to update", delivery.session_id)
@@ -180,10 +226,28 @@ class MlDebtBot(commands.Bot):
         surface = WebhookSurface(self, route, delivery.player)
         timed_out = next((r.question_id for r in delivery.replies if isinstance(r, TimeUp)), None)
         on_card = route.question_id if timed_out == route.question_id else None
-        try:
-            await present(self, surface, delivery.replies, card_question=on_card)
-        except discord.NotFound:
-            log.info("time-out in session %s recorded; its Discord message or token is gone", delivery.session_id)
+        await present(self, surface, delivery.replies, card_question=on_card, retryable=True)
+
+
+async def _apologise(surface: InteractionSurface) -> None:
+    """A bug on our side after the acknowledgement: a private apology (replacing "thinking…")."""
+    try:
+        await surface.send(Outgoing(content=SORRY))
+    except PlatformError as exc:
+        log.warning("could not tell the user about the failure: %s", exc.detail)
+
+
+async def _refuse_outside_guild(interaction: discord.Interaction) -> None:
+    try:
+        await call(interaction.response.send_message(NOT_IN_GUILD, ephemeral=True), Attempt("answer a direct message"),
+                   limit=ACK_TIMEOUT)
+    except PlatformError as exc:
+        log.info("could not answer an interaction outside a server: %s", exc.detail)
+
+
+def _closed(replies: list[Reply]) -> bool:
+    return len(replies) == 1 and isinstance(replies[0], Rejected) and \
+        replies[0].reason in ("QuestionClosed", "SessionClosed")
 
 
 def build_bot(settings: Settings, engine: QuizEngine, *, sync_commands: bool = True) -> MlDebtBot:

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.commands import Action
+from bot.platform_errors import Permanent
 from bot.replies import DailyPost, DailyReveal
 
 from .components import daily_view
+from .errors import Attempt, call
 from .render import daily_embed, reveal_embed
 
 if TYPE_CHECKING:
@@ -35,12 +37,17 @@ class DailyPoster:
         return self.bot.get_partial_messageable(int(channel_id))
 
     async def post(self, post: DailyPost) -> str:
+        """Send the post; a Discord failure is raised classified (errors.py), with the fix for the admin."""
         letters = [c.letter for c in post.choices]
-        message = await self._channel(post.channel).send(
-            embed=daily_embed(post), view=daily_view(post.post_id, post.question_id, letters))
+        message = await call(self._channel(post.channel).send(
+            embed=daily_embed(post), view=daily_view(post.post_id, post.question_id, letters)),
+            Attempt("post the daily question", channel_id=post.channel))
         return str(message.id)
 
     async def find(self, post: DailyPost) -> str | None:
+        return await call(self._find(post), Attempt("look for an earlier daily post", channel_id=post.channel))
+
+    async def _find(self, post: DailyPost) -> str | None:
         me = self.bot.user
         async for message in self._channel(post.channel).history(limit=FIND_LIMIT):
             if me is not None and message.author.id != me.id:
@@ -60,6 +67,9 @@ class DailyPoster:
         view = daily_view(reveal.post_id, reveal.question_id, letters, correct=reveal.answer_letter, closed=True)
         message = self._channel(reveal.channel).get_partial_message(int(reveal.message_ref))
         try:
-            await message.edit(embed=reveal_embed(reveal), view=view)
-        except discord.NotFound:
+            await call(message.edit(embed=reveal_embed(reveal), view=view),
+                       Attempt("reveal the daily answer", channel_id=reveal.channel))
+        except Permanent as exc:
+            if exc.reason != "message_not_found":
+                raise
             log.warning("daily post %s was deleted before its reveal; nothing to edit", reveal.post_id)

@@ -46,6 +46,7 @@ from bot.replies import (
     TimeUp,
     TopicList,
 )
+from bot.text import clean
 
 from .components import ButtonState, QuestionButtons, question_view
 
@@ -68,10 +69,23 @@ _MENTION_SYNTAX = re.compile(r"<(@[!&]?|#|/|t:)")
 def safe(text: str) -> str:
     """User text shown by the bot: no markdown, no @everyone, no <@id>/<#id> that would render as a mention.
 
-    Belt and braces: the client also sends every message with AllowedMentions.none().
+    Control characters are dropped too (the core stores clean names; a Player built from an
+    interaction is not). Belt and braces: the client also sends every message with
+    AllowedMentions.none().
     """
-    text = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    text = discord.utils.escape_mentions(discord.utils.escape_markdown(clean(text)))
     return _MENTION_SYNTAX.sub(lambda m: "<\u200b" + m.group(1), text)
+
+
+_KEPT = re.compile(r"(`[^`\n]*`|<#\d{1,20}>)")  # code spans, and channel links (they never ping)
+
+
+def safe_echo(message: str) -> str:
+    """A core message that may quote user text (a refusal, a notice): escaped like a name, but the
+    message's own `code spans` stay code (the core's command text never carries a backtick) and its
+    channel links stay links."""
+    parts = _KEPT.split(message)
+    return "".join(part if i % 2 else safe(part) for i, part in enumerate(parts))
 
 
 def clip(text: str, limit: int) -> str:
@@ -130,7 +144,8 @@ def card_embed(card: QuestionCard) -> discord.Embed:
 
 def card_view(card: QuestionCard) -> discord.ui.View:
     letters = [c.letter for c in card.choices]
-    return question_view(card.session_id, card.question_id, letters, ButtonState(hint_used=card.hint_used))
+    tried = frozenset(card.tried)  # a card shown again: the letters already tried stay red and unclickable
+    return question_view(card.session_id, card.question_id, letters, ButtonState(wrong=tried, hint_used=card.hint_used))
 
 
 def _answer_line(letter: str | None, text: str | None) -> str:
@@ -493,9 +508,9 @@ def compose(replies: Sequence[Reply]) -> list[Outgoing]:
             case ActiveSession():
                 _add_content(current, reply.text())
             case Rejected():
-                _add_content(current, f"⚠️ {reply.message}")
+                _add_content(current, f"⚠️ {safe_echo(reply.message)}")
             case Notice():
-                _add_content(current, reply.message)
+                _add_content(current, safe_echo(reply.message))
             case _:
                 embed = embed_for(reply)
                 if embed is not None:

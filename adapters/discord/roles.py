@@ -17,12 +17,14 @@ from dataclasses import dataclass
 import discord
 
 from bot.engine import QuizEngine
+from bot.platform_errors import PlatformError
 from bot.replies import BADGE_MASTERY, Player
+
+from .errors import Attempt, call, describe
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
-RETRY_HINT = "then run /mldebt-admin retry-roles"
 
 
 @dataclass(frozen=True)
@@ -30,21 +32,6 @@ class GrantResult:
     ok: bool
     role: discord.Role | None
     reason: str | None = None
-
-
-def _explain(guild: discord.Guild, role: discord.Role | None, role_name: str, exc: discord.HTTPException) -> str:
-    """Why Discord refused, in words an admin can act on."""
-    me = guild.me
-    if isinstance(exc, discord.Forbidden):
-        if me is not None and not me.guild_permissions.manage_roles:
-            return (f"The bot lacks the Manage Roles permission. Fix: Server Settings > Roles > "
-                    f"{me.top_role.name}: turn on Manage Roles, {RETRY_HINT}.")
-        if me is not None and role is not None and role >= me.top_role:
-            return (f"The role \"{role.name}\" is not below the bot's highest role \"{me.top_role.name}\". Fix: "
-                    f"Server Settings > Roles: drag \"{me.top_role.name}\" above \"{role.name}\", {RETRY_HINT}.")
-        return (f"Discord refused to grant \"{role_name}\" ({exc.status}, code {exc.code}: {exc.text}). "
-                f"Check the bot's role and its permissions, {RETRY_HINT}.")
-    return f"Discord error while granting \"{role_name}\" ({exc.status}: {exc.text}); it will be retried."
 
 
 class RoleGranter:
@@ -77,21 +64,19 @@ class RoleGranter:
             async with self._locks.setdefault(guild.id, asyncio.Lock()):
                 role = discord.utils.get(guild.roles, name=name)
                 if role is None:
-                    role = await guild.create_role(name=name, permissions=discord.Permissions.none(),
-                                                   mentionable=False, reason=f"mldebt: the role for the {badge} badge")
+                    role = await call(guild.create_role(name=name, permissions=discord.Permissions.none(),
+                                                        mentionable=False,
+                                                        reason=f"mldebt: the role for the {badge} badge"),
+                                      Attempt(f"create the role \"{name}\"", role_name=name, guild=guild))
+            attempt = Attempt(f"grant the role \"{name}\"", role_name=name, guild=guild, role=role)
             if member is None:
-                member = await guild.fetch_member(user_id)
+                member = await call(guild.fetch_member(user_id), attempt)
             if any(r.id == role.id for r in member.roles):
                 return GrantResult(True, role)
-            await member.add_roles(role, reason=f"mldebt: earned the {badge} badge")
+            await call(member.add_roles(role, reason=f"mldebt: earned the {badge} badge"), attempt)
             return GrantResult(True, role)
-        except discord.NotFound as exc:
-            if exc.code == 10007:  # Unknown Member
-                return GrantResult(False, role, "The player is no longer a member of this server; the role is "
-                                                "granted if they come back and an admin retries.")
-            return GrantResult(False, role, _explain(guild, role, name, exc))
-        except discord.HTTPException as exc:
-            return GrantResult(False, role, _explain(guild, role, name, exc))
+        except PlatformError as exc:
+            return GrantResult(False, role, describe(exc))
 
     async def retry(self, guild: discord.Guild) -> tuple[int, int]:
         """Retry every pending grant of this guild. Returns (granted, still pending)."""

@@ -185,6 +185,9 @@ class Renderer:
             blocks.append(context(f":bulb: *Hint:* {esc(hint)}"))
         buttons = [button(ch.letter, Action("a", c.session_id, c.question_id, ch.letter).encode())
                    for ch in c.choices]
+        for b in buttons[:len(c.choices)]:  # Block Kit cannot disable a button: mark it; the engine refuses it
+            if b["text"]["text"] in c.tried:
+                b["style"] = "danger"
         if not c.hint_used:
             buttons.append(button("Hint", Action("h", c.session_id, c.question_id).encode()))
         buttons.append(button("Skip", Action("s", c.session_id, c.question_id).encode()))
@@ -195,6 +198,8 @@ class Renderer:
         else:
             status.append("Untimed")
         status.append(_plural(c.attempts_left, "attempt") + " left")
+        if c.tried:
+            status.append(f"already tried: {', '.join(c.tried)}")
         if c.hint_costs_points and not c.hint_used:
             status.append("the hint costs 25% of the points")
         blocks.append(context(" · ".join(status)))

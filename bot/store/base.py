@@ -348,6 +348,20 @@ class Tx(OutboxTx):
     async def next_review(self, player_id: int) -> tuple[float, int] | None:
         """(earliest due time, number of questions in review) for the player."""
 
+    # -- answers of one question, results a player could not be shown ------------------------------
+    @abstractmethod
+    async def answers_to_item(self, session_id: str, position: int) -> list[AnswerRow]:
+        """The answers given to one question of a session, first attempt first."""
+    @abstractmethod
+    async def set_unseen(self, player_id: int, session_id: str, question_id: str, now: float) -> None:
+        """Remember the player's latest result that the platform refused to show (one per player)."""
+    @abstractmethod
+    async def unseen_players(self) -> list[tuple[str, str, str]]:
+        """(platform, tenant, user) of every player with an unseen result."""
+    @abstractmethod
+    async def take_unseen(self, player_id: int) -> tuple[str, str] | None:
+        """(session id, question id) of the player's unseen result, forgotten as it is read."""
+
 
 class Store(ABC):
     async def __aenter__(self) -> Store:

@@ -1,7 +1,11 @@
 """Versioned schema migrations. Append only: a released step is never edited.
 
 Plain SQL that PostgreSQL also accepts (partial indexes, ON CONFLICT); the SQLite store applies
-each step in its own transaction and records the version in `schema_migrations`.
+each step in its own transaction and records the version in `schema_migrations`. Keep the list
+sorted by version. Step 7 calls `mldebt_fold(name)`, the store's SQL function for
+bot.text.fold_key (NFKC and case folding have no SQL spelling); `UPDATE OR IGNORE` leaves a team
+whose folded key another, older team of its server already has under its old key, so both stay
+reachable and nobody's points move.
 """
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -317,6 +321,22 @@ MIGRATIONS.append(
             key TEXT NOT NULL,
             seen_at REAL NOT NULL,
             PRIMARY KEY (platform, key)
+        );
+        """,
+    )
+)
+
+MIGRATIONS.append(
+    (
+        7,
+        "team keys folded with NFKC and case; results a player could not be shown",
+        """
+        UPDATE OR IGNORE teams SET name_key = mldebt_fold(name);
+        CREATE TABLE unseen_results (
+            player_id INTEGER PRIMARY KEY REFERENCES players(id),
+            session_id TEXT NOT NULL REFERENCES sessions(id),
+            question_id TEXT NOT NULL,
+            noted_at REAL NOT NULL
         );
         """,
     )

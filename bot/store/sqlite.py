@@ -43,6 +43,7 @@ from typing import Any
 
 import aiosqlite
 
+from ..text import fold_key
 from .base import (
     AnswerContext,
     AnswerRow,
@@ -819,6 +820,28 @@ class SqliteTx(SqliteOutboxTx, Tx):
         row = await self._one("SELECT MIN(due_at), COUNT(*) FROM review_items WHERE player_id = ?", (player_id,))
         return (row[0], row[1]) if row and row[1] else None
 
+    async def answers_to_item(self, session_id: str, position: int) -> list[AnswerRow]:
+        rows = await self._all(f"SELECT {_ANSWER_COLS} FROM answers WHERE session_id = ? AND position = ? "
+                               "ORDER BY attempt", (session_id, position))
+        return [AnswerRow(*r) for r in rows]
+
+    async def set_unseen(self, player_id: int, session_id: str, question_id: str, now: float) -> None:
+        await self._run(
+            "INSERT INTO unseen_results (player_id, session_id, question_id, noted_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (player_id) DO UPDATE SET session_id = excluded.session_id, "
+            "question_id = excluded.question_id, noted_at = excluded.noted_at",
+            (player_id, session_id, question_id, now))
+
+    async def unseen_players(self) -> list[tuple[str, str, str]]:
+        rows = await self._all("SELECT p.platform, p.tenant, p.user_id FROM unseen_results u "
+                               "JOIN players p ON p.id = u.player_id")
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def take_unseen(self, player_id: int) -> tuple[str, str] | None:
+        row = await self._one("DELETE FROM unseen_results WHERE player_id = ? RETURNING session_id, question_id",
+                              (player_id,))
+        return (row[0], row[1]) if row else None
+
 
 class SqliteStore(Store):
     """See the module docstring: one connection, transactions grouped into batches, one COMMIT each."""
@@ -852,6 +875,7 @@ class SqliteStore(Store):
             await self._db.execute("PRAGMA journal_mode = WAL")
             await self._db.execute(f"PRAGMA synchronous = {self.synchronous}")
             await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._db.create_function("mldebt_fold", 1, fold_key, deterministic=True)  # migration 7
             await self._migrate()
             self._pipe = _Pipe(self._db)
         except sqlite3.Error as exc:

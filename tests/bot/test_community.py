@@ -382,8 +382,9 @@ async def test_review_schedule(engine, bank, clock):
     replies = await engine.start(p, "challenge")
     card = replies[-1]
     missed = card.question_id
-    await engine.answer(p, card.session_id, card.question_id, wrong_letter(bank, card), "r1")
-    await engine.answer(p, card.session_id, card.question_id, wrong_letter(bank, card), "r2")
+    first = wrong_letter(bank, card)
+    await engine.answer(p, card.session_id, card.question_id, first, "r1")
+    await engine.answer(p, card.session_id, card.question_id, wrong_letter(bank, card, but=first), "r2")
     await engine.quit(p)
 
     async def review_once(right: bool, key: str):

@@ -94,8 +94,9 @@ async def test_wrong_then_right_scores_half(engine, bank, alice, store):
 
 async def test_two_wrong_answers_reveal_and_move_on(engine, bank, alice):
     card = card_of(await engine.start(alice, "challenge"))
-    await engine.answer(alice, card.session_id, card.question_id, wrong_letter(bank, card), "a")
-    replies = await engine.answer(alice, card.session_id, card.question_id, wrong_letter(bank, card), "b")
+    first = wrong_letter(bank, card)
+    await engine.answer(alice, card.session_id, card.question_id, first, "a")
+    replies = await engine.answer(alice, card.session_id, card.question_id, wrong_letter(bank, card, but=first), "b")
     fb = replies[0]
     assert fb.final and not fb.correct and fb.answer_letter == correct_letter(bank, card)
     assert fb.points == 0
@@ -205,7 +206,7 @@ async def test_practice_is_untimed_with_worked_solution(engine, bank, alice):
     assert card.deadline is None and card.mode == "practice" and card.topic == "alpha"
     wrong = wrong_letter(bank, card)
     await engine.answer(alice, card.session_id, card.question_id, wrong, "p1")
-    fb = (await engine.answer(alice, card.session_id, card.question_id, wrong, "p2"))[0]
+    fb = (await engine.answer(alice, card.session_id, card.question_id, wrong_letter(bank, card, but=wrong), "p2"))[0]
     q = bank.question(card.question_id)
     assert fb.final and fb.points == 0
     assert fb.solution is not None and fb.solution.steps == q.solution.steps

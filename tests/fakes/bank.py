@@ -71,6 +71,8 @@ def correct_letter(bank: Bank, card: QuestionCard) -> str:
     return next(c.letter for c in card.choices if c.text == answer)
 
 
-def wrong_letter(bank: Bank, card: QuestionCard) -> str:
+def wrong_letter(bank: Bank, card: QuestionCard, *, but: str = "") -> str:
+    """A wrong letter not yet tried (the engine refuses a letter tried twice), nor any letter in `but`."""
     answer = bank.question(card.question_id).answer_text
-    return next(c.letter for c in card.choices if c.text != answer)
+    return next(c.letter for c in card.choices if c.text != answer and c.letter not in card.tried
+                and c.letter not in but)

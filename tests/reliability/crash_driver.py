@@ -179,7 +179,7 @@ async def play_card(engine: QuizEngine, who: Player, index: int, card: QuestionC
         feedback = next(r for r in replies if isinstance(r, Feedback))
         if feedback.final:
             return
-        card = replace(card, attempts_left=feedback.attempts_left)
+        card = replace(card, attempts_left=feedback.attempts_left, tried=(*card.tried, letter))
 
 
 async def play(engine: QuizEngine, index: int, rounds: int, seed: int) -> None:

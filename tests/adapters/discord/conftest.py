@@ -21,6 +21,7 @@ from bot.clock import FakeClock
 from bot.config import Settings
 from bot.engine import QuizEngine
 from bot.scheduler import Scheduler
+from tests.adapters.discord.faults import Faults, install
 
 
 @pytest.fixture
@@ -96,3 +97,11 @@ async def world(simcord_env, engine: QuizEngine, bank: Bank, clock: FakeClock, t
     scheduler.register("discord", current.deliver)
     scheduler.register_daily("discord", current)
     return World(env, guild, channel, alice, bob, engine, bank, clock, scheduler, tmp_path / "quiz.sqlite3")
+
+
+@pytest.fixture
+def faults(world: World, monkeypatch: pytest.MonkeyPatch) -> Faults:
+    """Per-call failure injection on SimCord's transports (see faults.py)."""
+    injected = Faults(world.env)
+    install(monkeypatch, injected)
+    return injected

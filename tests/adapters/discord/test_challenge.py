@@ -165,11 +165,12 @@ async def test_times_up_is_driven_by_the_scheduler_and_edits_the_ephemeral_card(
     world.clock.advance(119)
     assert await world.scheduler.tick() == []
     world.clock.advance(2)
+    requests = len(world.env.http_requests)
     (delivery,) = await world.scheduler.tick()
     await world.env.settle()
 
     assert delivery.player.user == str(world.alice.id)
-    patch = [r for r in world.env.http_requests if r.method == "PATCH"]
+    patch = [r for r in world.env.http_requests[requests:] if r.method == "PATCH"]
     assert [r.path for r in patch] == [
         f"/webhooks/{world.env.bot.application_id}/{started._interaction.token}/messages/{message.id}"]
     assert field_names(message)[0] == f"⏰ Time's up! The answer was {c.letter_for(q.answer_text)}) {q.answer_text}"
@@ -199,12 +200,20 @@ async def test_times_up_after_the_interaction_token_expired_is_recorded_and_show
     message = started.response
     await world.env.advance_time(16 * 60)  # Discord's side: the 15-minute interaction token is dead
     world.clock.advance(121)
+    requests = len(world.env.http_requests)
     (delivery,) = await world.scheduler.tick()
-    assert not [r for r in world.env.http_requests if r.method in ("PATCH", "GET") and "/webhooks/" in r.path]
+    assert not [r for r in world.env.http_requests[requests:] if r.method in ("PATCH", "GET") and "/webhooks/" in r.path]
     assert world.query("SELECT status FROM session_items WHERE position = 0") == [("timeout",)]
-    # the stale card still has live buttons; a click (a fresh interaction) tells the player
-    refused = await world.alice.click(message, label="A")
-    assert refused.response.ephemeral and refused.response.id != message.id
-    assert "already closed" in refused.response.content
+    # the stale card still has live buttons; a click (a fresh interaction) shows what happened to the
+    # question on the card itself, then the current question privately
+    q = world.bank.question(card(message).question_id)
+    told = await world.alice.click(message, label="A")
+    assert told.response.id == message.id and field_names(message)[0].startswith("⏰ Time's up! The answer was")
+    assert all(b["disabled"] for b in buttons(message))
+    (nxt,) = told.followups
+    assert nxt.ephemeral and nxt.content.startswith("That question was already closed")
+    assert nxt.embeds[0].title == "Mastery challenge · 2/5"
+    assert q.explanation in [f.value for f in message.embeds[0].fields]
+    assert world.query("SELECT COUNT(*) FROM answers") == [(0,)]  # the click on a closed question wrote nothing
     resumed = await world.alice.slash(world.channel, "mldebt resume")
     assert resumed.response.embeds[0].title == "Mastery challenge · 2/5"

@@ -33,12 +33,14 @@ async def test_a_daily_post_an_answer_each_and_the_reveal(world):
     right = next(c.letter for c in post.choices if c.text == q.answer_text)
     wrong = next(c.letter for c in post.choices if c.text != q.answer_text)
     a = await world.alice.click(message, label=right)
-    assert a.response.ephemeral and a.response.id != message.id  # private feedback, the post untouched
-    assert a.response.embeds[0].title.startswith("✅ Correct! +")
+    (feedback,) = a.followups
+    assert feedback.ephemeral and feedback.id != message.id  # private feedback, the post untouched
+    assert feedback.embeds[0].title.startswith("✅ Correct! +")
+    assert message.embeds[0].title == f"📅 Daily question · {post.local_date}"
     b = await world.bob.click(message, label=wrong)
-    assert b.response.embeds[0].title.startswith(f"❌ Wrong: the answer is {right})")
+    assert b.followups[0].embeds[0].title.startswith(f"❌ Wrong: the answer is {right})")
     again = await world.alice.click(message, label=wrong)
-    assert again.response.content == "⚠️ You already answered today's question: one answer each."
+    assert again.followups[0].content == "⚠️ You already answered today's question: one answer each."
     assert not any(x["disabled"] for x in buttons(message))
 
     world.clock.advance(hours=25)

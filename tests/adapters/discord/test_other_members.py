@@ -27,16 +27,16 @@ async def test_a_click_on_someone_elses_buttons_gets_a_private_refusal_and_write
 
     for label in ("A", "Hint", "Skip"):
         refused = await world.bob.click(public, label=label)
-        assert refused.acknowledged and refused.response.ephemeral
-        assert refused.response.content == ("⚠️ This is not your challenge. Start your own with "
-                                             "`/mldebt challenge`.")
-        assert refused.response.id != public.id
+        (private,) = refused.followups  # acknowledged first (deferred update), refused privately after
+        assert refused.acknowledged and private.ephemeral
+        assert private.content == "⚠️ This is not your challenge. Start your own with `/mldebt challenge`."
+        assert private.id != public.id
 
     after = {t: world.query(f"SELECT * FROM {t}") for t in before}
     assert after == before  # not even bob's player row
-    # nothing but the three private refusals went to Discord: alice's message untouched
+    # nothing but three acknowledgements and three private refusals went to Discord: alice's message untouched
     calls = [(r.method, r.path.split("/")[1]) for r in world.env.http_requests[requests:]]
-    assert calls == [("POST", "interactions")] * 3
+    assert calls == [("POST", "interactions"), ("POST", "webhooks")] * 3
     assert not any(b["disabled"] for b in buttons(started.response))
     assert world.env.backend.get_message(world.channel.id, public.id).content == "alice's question"
 
@@ -47,4 +47,4 @@ async def test_a_malformed_button_is_refused(world):
     view.children[0].item.custom_id = "mldebt:z:nonsense"
     public = await channel.send("odd", view=view)
     refused = await world.bob.click(public, custom_id="mldebt:z:nonsense")
-    assert refused.response.content == "⚠️ That button is not one of mine."
+    assert refused.followups[0].content == "⚠️ That button is not one of mine." and refused.followups[0].ephemeral
