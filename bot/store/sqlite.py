@@ -36,7 +36,7 @@ from .base import (
     Tx,
     WriteConflict,
 )
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, sql_for
 
 _SESSION_COLS = ("id, player_id, mode, status, position, total, created_at, challenge_set, route, "
                  "finished_at, correct, points")
@@ -813,7 +813,7 @@ class SqliteStore(Store):
             for version, name, sql in MIGRATIONS:
                 if version <= current:
                     continue
-                for statement in split_statements(sql):
+                for statement in split_statements(sql_for(sql, "sqlite")):
                     await db.execute(statement)
                 await db.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name))
             await db.execute("COMMIT")
