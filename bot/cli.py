@@ -20,7 +20,7 @@ from .clock import Clock, SystemClock
 from .config import Settings, SettingsError
 from .engine import QuizEngine
 from .scheduler import Scheduler
-from .store import SqliteStore, StoreUnavailable
+from .store import Store, StoreUnavailable, store_for
 
 log = logging.getLogger("mldebt")
 
@@ -33,7 +33,7 @@ class Core:
 
     settings: Settings
     bank: Bank
-    store: SqliteStore
+    store: Store
     engine: QuizEngine
     scheduler: Scheduler
     clock: Clock
@@ -45,7 +45,7 @@ class Core:
 async def open_core(settings: Settings, clock: Clock | None = None) -> Core:
     clock = clock or SystemClock()
     bank = load_bank(settings.question_bank or None, time_limit_scale=settings.time_limit_scale)
-    store = SqliteStore(settings.database)
+    store = store_for(settings.database_url or settings.database)
     await store.open()
     engine = QuizEngine(store, bank, clock, timezone=settings.timezone)
     return Core(settings, bank, store, engine, Scheduler(engine, clock), clock)

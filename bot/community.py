@@ -56,6 +56,7 @@ from .replies import (
     TeamInfo,
     TeamList,
 )
+from .retry import retried
 from .scoring import points_for
 from .store import DailyChannelRow, DailyPostRow, Tx
 
@@ -159,6 +160,7 @@ class CommunityMixin:
 
     # -- teams --------------------------------------------------------------------------------------
 
+    @retried
     async def team(self: QuizEngine, player: Player, action: str, raw_name: str = "") -> list[Reply]:
         now = self._now()
         scope = scope_of(player.platform, player.tenant)
@@ -199,6 +201,7 @@ class CommunityMixin:
 
     # -- leaderboards ---------------------------------------------------------------------------------
 
+    @retried
     async def leaderboard(self: QuizEngine, player: Player, kind: str = "players", period: str = "week",
                           per_member: bool = False, limit: int = 10) -> list[Reply]:
         if kind not in ("players", "teams"):
@@ -227,6 +230,7 @@ class CommunityMixin:
         return [Leaderboard(kind, period, period_label(period, instant, tz), per_member and kind == "teams",
                             entries, me)]
 
+    @retried
     async def set_timezone(self: QuizEngine, player: Player, name: str) -> list[Reply]:
         tz = zone(name)
         if tz is None:
@@ -262,6 +266,7 @@ class CommunityMixin:
 
     # -- daily posts ------------------------------------------------------------------------------------
 
+    @retried
     async def daily_set(self: QuizEngine, player: Player, channel_token: str, hhmm: str, tz_name: str) -> list[Reply]:
         channel = parse_channel(channel_token)
         at = parse_hhmm(hhmm)
@@ -276,6 +281,7 @@ class CommunityMixin:
         self.deadlines_changed.set()
         return await self.daily_status(player)
 
+    @retried
     async def daily_off(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
         async with self._tx() as tx:
             rows = await tx.daily_channels(player.platform, player.tenant)
@@ -289,6 +295,7 @@ class CommunityMixin:
                 await tx.set_daily_channel(r, self._now())
         return await self.daily_status(player)
 
+    @retried
     async def daily_status(self: QuizEngine, player: Player) -> list[Reply]:
         now = self.clock.now()
         async with self._tx() as tx:
@@ -300,6 +307,7 @@ class CommunityMixin:
             infos.append(DailyChannelInfo(r.channel, r.post_time, r.timezone, r.enabled, nxt))
         return [DailyStatus(tuple(infos))]
 
+    @retried
     async def daily_now(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
         """Queue today's post for immediate sending (still one post per channel per local day)."""
         now = self._now()
@@ -349,6 +357,7 @@ class CommunityMixin:
             seen = set()
         return self.rng.choice(sorted(all_ids - seen))
 
+    @retried
     async def claim_daily_posts(self: QuizEngine, platforms: Collection[str]) -> list[DailyPost]:
         """Queue what is due, then claim queued posts and posts whose last attempt's lease ran out.
 
@@ -384,6 +393,7 @@ class CommunityMixin:
                          q.difficulty, q.prompt, q.code, choices, datetime.fromtimestamp(post.closes_at, UTC),
                          reconcile)
 
+    @retried
     async def daily_posted(self: QuizEngine, post_id: str, message_ref: str) -> bool:
         async with self._tx() as tx:
             post = await tx.get_daily_post(post_id)
@@ -392,6 +402,7 @@ class CommunityMixin:
             post.status, post.message_ref, post.posted_at = "posted", message_ref, self._now()
             return await tx.update_daily_post(post, "posting")
 
+    @retried
     async def claim_daily_reveals(self: QuizEngine, platforms: Collection[str]) -> list[DailyReveal]:
         now = self._now()
         out: list[DailyReveal] = []
@@ -414,6 +425,7 @@ class CommunityMixin:
                                        answered, correct))
         return out
 
+    @retried
     async def daily_revealed(self: QuizEngine, post_id: str) -> None:
         async with self._tx() as tx:
             post = await tx.get_daily_post(post_id)
@@ -421,6 +433,7 @@ class CommunityMixin:
                 post.status = "closed"
                 await tx.update_daily_post(post, "closing")
 
+    @retried
     async def daily_answer(self: QuizEngine, player: Player, post_id: str, question_id: str, choice: str,
                            event_id: str) -> list[Reply]:
         shown = (choice or "").strip().upper()
@@ -460,6 +473,7 @@ class CommunityMixin:
                         attempts_left=0, final=True, answer_letter=LETTERS[post.choice_order.index(q.answer)],
                         answer_text=q.answer_text, explanation=q.explanation)
 
+    @retried
     async def next_wakeup(self: QuizEngine) -> datetime | None:
         """The earliest of: a question deadline, a daily lease or window close, a scheduled daily post."""
         now = self.clock.now()

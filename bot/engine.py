@@ -58,9 +58,10 @@ from .replies import (
     TopicList,
     WorkedSolution,
 )
+from .retry import retried
 from .scoring import points_for
 from .store import AnswerRow, ItemRow, SessionRow, Store, Tx
-from .store.base import AnswerContext, DuplicateAnswer, StoreBusy, WriteConflict
+from .store.base import AnswerContext, StoreBusy, WriteConflict
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,14 @@ class QuizEngine(CommunityMixin):
         self.deadlines_changed = asyncio.Event()
         # platforms where a badge also means a platform grant (a role, a user group) to carry out
         self.grant_platforms: set[str] = set()
+        store.on_notice(self._notice)
+
+    def _notice(self, kind: str) -> None:
+        """Another process (or this one) committed a deadline or a setting: see Store.on_notice."""
+        if kind == "wakeup":
+            self.deadlines_changed.set()
+        elif kind == "settings":
+            self._tz_cache.clear()
 
     # -----------------------------------------------------------------------------------------
     # plumbing
@@ -314,6 +323,7 @@ class QuizEngine(CommunityMixin):
         if difficulty is not None and difficulty not in DIFFICULTIES:
             raise errors.BadRequest(f"Unknown difficulty '{difficulty[:40]}'. Use one of: {', '.join(DIFFICULTIES)}.")
 
+    @retried
     async def start(self, player: Player, mode_name: str, *, topic: str | None = None,
                     difficulty: str | None = None, route: str | None = None) -> list[Reply]:
         mode = MODES.get(mode_name)
@@ -361,18 +371,14 @@ class QuizEngine(CommunityMixin):
             title += f": {self.bank.topics[topic].title}"
         return [SessionStarted(session.id, mode.name, session.total, title), self._card(session, items[0])]
 
+    @retried
     async def answer(self, player: Player, session_id: str, question_id: str, choice: str, event_id: str,
                      *, route: str | None = None) -> list[Reply]:
         """Record one answer. The same event id twice is recorded once and gets the same feedback.
 
         The database's unique keys decide what is a duplicate: if the answer's insert finds its event
-        key (or its attempt) already stored, the call runs again and replays the stored answer.
+        key (or its attempt) already stored, the call runs again (`retried`) and replays the stored answer.
         """
-        try:
-            return await self._answer(player, session_id, question_id, choice, event_id, route)
-        except errors.Busy as exc:
-            if not isinstance(exc.__cause__, DuplicateAnswer):
-                raise
         return await self._answer(player, session_id, question_id, choice, event_id, route)
 
     async def _answer(self, player: Player, session_id: str, question_id: str, choice: str, event_id: str,
@@ -474,6 +480,7 @@ class QuizEngine(CommunityMixin):
             raise errors.QuestionClosed()
         return session, item, []
 
+    @retried
     async def hint(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
         async with self._tx() as tx:
             session, item, late = await self._current(tx, player, session_id, question_id, self._now())
@@ -485,6 +492,7 @@ class QuizEngine(CommunityMixin):
             return [Hint(session.id, item.question_id, self.bank.question(item.question_id).hint,
                          MODES[session.mode].hint_costs_points)]
 
+    @retried
     async def skip(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
         now = self._now()
         async with self._tx() as tx:
@@ -493,6 +501,7 @@ class QuizEngine(CommunityMixin):
                 return late
             return await self._close_item(tx, session, item, "skipped", now)
 
+    @retried
     async def quit(self, player: Player) -> list[Reply]:
         now = self._now()
         async with self._tx() as tx:
@@ -505,6 +514,7 @@ class QuizEngine(CommunityMixin):
             await tx.update_session(session)
             return [await self._summary(tx, session)]
 
+    @retried
     async def resume(self, player: Player, *, route: str | None = None) -> list[Reply]:
         now = self._now()
         async with self._tx() as tx:
@@ -519,6 +529,7 @@ class QuizEngine(CommunityMixin):
             assert item is not None
             return [self._card(session, item)]
 
+    @retried
     async def set_route(self, session_id: str, question_id: str, route: str) -> bool:
         """Record where a question is shown, once the platform message exists.
 
@@ -537,6 +548,7 @@ class QuizEngine(CommunityMixin):
                 await tx.update_session(session)
             return True
 
+    @retried
     async def expire_due(self, limit: int = 200) -> list[Delivery]:
         """Close every question whose deadline has passed; return what to tell each player."""
         now = self._now()
@@ -554,6 +566,7 @@ class QuizEngine(CommunityMixin):
                                                session.route, tuple(replies)))
         return deliveries
 
+    @retried
     async def next_deadline(self) -> datetime | None:
         async with self._tx() as tx:
             return _ts(await tx.next_deadline())
@@ -561,23 +574,27 @@ class QuizEngine(CommunityMixin):
     # -----------------------------------------------------------------------------------------
     # platform grants and per-tenant settings
 
+    @retried
     async def pending_grants(self, platform: str, tenant: str | None = None) -> list[PendingGrant]:
         async with self._tx() as tx:
             rows = await tx.grants(platform, tenant, "pending")
         return [PendingGrant(Player(r.player.platform, r.player.tenant, r.player.user_id, r.player.display_name),
                              r.badge, r.reason, r.attempts, _ts(r.updated_at)) for r in rows]
 
+    @retried
     async def record_grant(self, player: Player, badge: str, *, ok: bool, reason: str | None = None) -> None:
         """The adapter tried the platform grant: done, or still pending with the reason (retried later)."""
         async with self._tx() as tx:
             pid = await self._player_id(tx, player)
             await tx.set_grant(pid, badge, "done" if ok else "pending", reason, self._now())
 
+    @retried
     async def tenant_flag(self, platform: str, tenant: str, key: str, default: bool) -> bool:
         async with self._tx() as tx:
             value = await tx.get_setting(platform, tenant, key)
         return default if value is None else value == "on"
 
+    @retried
     async def set_tenant_flag(self, platform: str, tenant: str, key: str, on: bool) -> None:
         async with self._tx() as tx:
             await tx.set_setting(platform, tenant, key, "on" if on else "off")
@@ -590,6 +607,7 @@ class QuizEngine(CommunityMixin):
     # -----------------------------------------------------------------------------------------
     # information
 
+    @retried
     async def stats(self, player: Player) -> list[Reply]:
         async with self._tx() as tx:
             await tx.apply_scores()

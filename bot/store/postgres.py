@@ -20,7 +20,8 @@ Why it looks the way it does:
   background task folds whatever is pending (one at a time per database: an advisory lock), and
   reads that need exact totals fold first in their own transaction.
 - **LISTEN/NOTIFY.** A transaction that stores a deadline or a daily schedule notifies
-  `mldebt_wakeup` on commit; every process listening wakes its scheduler instead of polling.
+  `mldebt_notices` ("wakeup") on commit, and one that changes a tenant setting notifies "settings":
+  every process listening wakes its scheduler, or drops its cached settings, instead of polling.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from .sqlite import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-WAKEUP_CHANNEL = "mldebt_wakeup"
+NOTICE_CHANNEL = "mldebt_notices"
 _MIGRATE_LOCK = 0x6D6C6462  # advisory lock keys: migrations, score folding
 _APPLY_LOCK = 0x6D6C6463
 
@@ -161,7 +162,7 @@ class PostgresTx(Tx):
         self._queue: list[_Write] = []
         self._keys: set[tuple] = set()
         self.wrote_facts = False
-        self.wakes = False  # notify other processes on commit
+        self.notices: set[str] = set()  # notices queued for the commit
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -208,11 +209,15 @@ class PostgresTx(Tx):
         rows = await self._conn.fetch(_q(sql) + " RETURNING 1", *args)
         return len(rows)
 
+    def _notify(self, kind: str) -> None:
+        """Tell every process on commit (NOTIFY is transactional) that `kind` changed: see Store.on_notice."""
+        if kind not in self.notices:
+            self.notices.add(kind)
+            self._queue.append(_Write(f"SELECT pg_notify('{NOTICE_CHANNEL}', '{kind}')", (), ("notify", kind),
+                                      None, False))
+
     def _wake(self) -> None:
-        """Tell the other processes' schedulers, on commit, that a deadline or schedule changed."""
-        if not self.wakes:
-            self.wakes = True
-            self._queue.append(_Write(f"SELECT pg_notify('{WAKEUP_CHANNEL}', '')", (), ("notify",), None, False))
+        self._notify("wakeup")
 
     # -- sessions and answers -------------------------------------------------------------------
 
@@ -619,7 +624,7 @@ class PostgresStore(Store):
         self.fold_in_background = fold_in_background
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        self._wakers: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[str], None]] = []
         self._folding: asyncio.Task[None] | None = None
         self._fold_again = False
 
@@ -643,16 +648,18 @@ class PostgresStore(Store):
             pool, self._pool = self._pool, None
             await pool.close()
 
-    def on_wakeup(self, callback: Callable[[], None]) -> None:
-        """Call `callback` whenever any process (this one too) commits a new deadline or schedule."""
-        self._wakers.append(callback)
+    def on_notice(self, callback: Callable[[str], None]) -> None:
+        self._listeners.append(callback)
 
     async def listen(self) -> None:
-        """Start listening for the other processes' deadlines (the scheduler calls this once)."""
         if self._listener is not None:
             return
         self._listener = await asyncpg.connect(self.dsn)
-        await self._listener.add_listener(WAKEUP_CHANNEL, lambda *_: [wake() for wake in self._wakers])
+
+        def notice(_conn: object, _pid: int, _channel: str, kind: str) -> None:
+            for callback in self._listeners:
+                callback(kind)
+        await self._listener.add_listener(NOTICE_CHANNEL, notice)
 
     async def schema_version(self) -> int:
         assert self._pool is not None
