@@ -25,12 +25,13 @@ def retried(call: F) -> F:
     """
     @functools.wraps(call)
     async def run(*args: Any, **kwargs: Any) -> Any:
-        for attempt in range(1, MAX_RUNS + 1):
+        attempt = 1
+        while True:
             try:
                 return await call(*args, **kwargs)
             except errors.Busy as exc:
                 if not isinstance(exc.__cause__, WriteConflict) or attempt == MAX_RUNS:
                     raise
             await asyncio.sleep(random.uniform(0, 0.001 * 2 ** attempt))  # spread the colliders apart
-        raise AssertionError("unreachable")
+            attempt += 1
     return run  # type: ignore[return-value]

@@ -10,6 +10,9 @@ and results go to stdout, one JSON line each, flushed, so the test knows what a 
     a domain error                                     -> {"rej": E, "error": name}
 
 Every answer is the right letter of the question, so a challenge answered to the end earns the badge.
+Daily posts go to a fake platform: a file of JSON lines (argv[3]) appended to atomically, which
+`find` searches as a real poster looks in the channel's history; the daily claim's lease is cut to
+2 s so a claim of a killed process is taken over within the test.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ import asyncio
 import json
 import sys
 
-from bot import errors
+from bot import community, errors
 from bot.bank import LETTERS, load_bank
 from bot.clock import SystemClock
 from bot.engine import Delivery, QuizEngine
-from bot.replies import BadgeAwarded, Player, QuestionCard, TimeUp
+from bot.replies import BadgeAwarded, DailyPost, DailyReveal, Player, QuestionCard, TimeUp
 from bot.scheduler import Scheduler
 from bot.store.postgres import PostgresStore
 
@@ -32,7 +35,33 @@ def say(**fields: object) -> None:
     sys.stdout.flush()
 
 
-async def main(url: str, bank_dir: str) -> None:
+class FilePoster:
+    """A channel history kept in a file shared by every process (see the module docstring)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _append(self, line: str) -> None:
+        with open(self.path, "a") as f:  # one write of one line: atomic on an O_APPEND file
+            f.write(line)
+
+    def _posted(self, post_id: str) -> bool:
+        with open(self.path) as f:
+            return any(json.loads(line)["post"] == post_id for line in f if line.strip())
+
+    async def post(self, post: DailyPost) -> str:
+        self._append(json.dumps({"post": post.post_id, "channel": post.channel, "date": post.local_date}) + "\n")
+        return f"ref-{post.post_id}"
+
+    async def find(self, post: DailyPost) -> str | None:
+        return f"ref-{post.post_id}" if self._posted(post.post_id) else None
+
+    async def reveal(self, reveal: DailyReveal) -> None:
+        return None
+
+
+async def main(url: str, bank_dir: str, platform_file: str) -> None:
+    community.DAILY_LEASE_SECONDS = 2
     store = PostgresStore(url, max_connections=4)
     await store.open()
     bank = load_bank([bank_dir], time_limit_scale=0.01)  # every question times out after 1 s
@@ -45,6 +74,7 @@ async def main(url: str, bank_dir: str) -> None:
                 say(timeout=delivery.session_id, question=reply.question_id)
 
     scheduler.register("slack", deliver)
+    scheduler.register_daily("slack", FilePoster(platform_file))
     scheduler.start()
 
     async def handle(cmd: dict) -> None:
@@ -55,11 +85,11 @@ async def main(url: str, bank_dir: str) -> None:
                 card = next(r for r in replies if isinstance(r, QuestionCard))
                 say(ack=f"start:{cmd['user']}", session=card.session_id, question=card.question_id)
                 return
-            letter = LETTERS[0]
+            letter = cmd.get("letter", LETTERS[0])
             async with store.transaction() as tx:
                 session = await tx.get_session(cmd["session"])
                 item = session and await tx.get_item(session.id, session.position)
-                if item is not None and item.question_id == cmd["question"]:
+                if "letter" not in cmd and item is not None and item.question_id == cmd["question"]:
                     letter = LETTERS[item.choice_order.index(bank.question(item.question_id).answer)]
             replies = await engine.answer(player, cmd["session"], cmd["question"], letter, cmd["event"])
             nxt = next((r.question_id for r in replies if isinstance(r, QuestionCard)), None)
@@ -79,4 +109,4 @@ async def main(url: str, bank_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))

@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import asyncpg
@@ -32,7 +32,7 @@ class Worker:
     def __init__(self, proc: asyncio.subprocess.Process, log: list[dict]) -> None:
         self.proc = proc
         self.ready = asyncio.Event()
-        self.waiting: dict[str, asyncio.Future[dict]] = {}
+        self.waiting: dict[str, list[asyncio.Future[dict]]] = defaultdict(list)  # by event, oldest first
         self.reader = asyncio.create_task(self._read(log))
 
     async def _read(self, log: list[dict]) -> None:
@@ -44,16 +44,16 @@ class Worker:
             elif "timeout" in msg:
                 log.append(msg)
             else:
-                future = self.waiting.pop(msg.get("ack") or msg.get("rej"), None)
-                if future is not None and not future.done():
-                    future.set_result(msg)
-        for future in self.waiting.values():
-            if not future.done():
+                waiting = self.waiting[msg.get("ack") or msg.get("rej")]
+                if waiting:
+                    waiting.pop(0).set_result(msg)
+        for waiting in self.waiting.values():
+            for future in waiting:
                 future.set_exception(Died())
 
     async def send(self, key: str, cmd: dict) -> dict:
         future = asyncio.get_running_loop().create_future()
-        self.waiting[key] = future
+        self.waiting[key].append(future)
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
@@ -66,8 +66,9 @@ class Worker:
 
 
 class Cluster:
-    def __init__(self, url: str, bank_dir: Path) -> None:
-        self.url, self.bank_dir = url, bank_dir
+    def __init__(self, url: str, folder: Path) -> None:
+        self.url, self.bank_dir, self.platform = url, write_bank(folder / "bank"), folder / "platform.jsonl"
+        self.platform.touch()
         self.workers: list[Worker] = []
         self.timeouts: list[dict] = []
         self.kills = 0
@@ -75,7 +76,8 @@ class Cluster:
 
     async def spawn(self) -> None:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.reliability.pg_worker", self.url, str(self.bank_dir), cwd=ROOT,
+            sys.executable, "-m", "tests.reliability.pg_worker", self.url, str(self.bank_dir),
+            str(self.platform), cwd=ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         self.workers.append(Worker(proc, self.timeouts))
 
@@ -140,10 +142,17 @@ async def play(cluster: Cluster, n: int, acked: list[str], badges: Counter) -> N
 
 
 async def test_three_processes_killed_at_random_lose_and_double_nothing(postgres_url, tmp_path):
-    cluster = Cluster(postgres_url, write_bank(tmp_path / "bank"))
+    cluster = Cluster(postgres_url, tmp_path)
     acked: list[str] = []
     badges: Counter = Counter()
     stop = asyncio.Event()
+    conn = await asyncpg.connect(postgres_url)
+    try:  # five channels whose daily question is due as the processes start
+        await conn.executemany(
+            "INSERT INTO daily_channels (platform, tenant, channel, post_time, timezone, enabled, updated_at) "
+            "VALUES ('slack', 'T1', $1, '00:00', 'UTC', 1, 0)", [(f"C{n}",) for n in range(5)])
+    finally:
+        await conn.close()
     try:
         for _ in range(3):
             await cluster.spawn()
@@ -155,7 +164,8 @@ async def test_three_processes_killed_at_random_lose_and_double_nothing(postgres
             for _ in range(150):
                 open_items = await conn.fetchval(
                     "SELECT count(*) FROM session_items WHERE status IN ('open', 'pending')")
-                if open_items == 0 and cluster.kills >= KILLS:
+                posted = await conn.fetchval("SELECT count(*) FROM daily_posts WHERE status = 'posted'")
+                if open_items == 0 and posted == 5 and cluster.kills >= KILLS:
                     break
                 await asyncio.sleep(0.1)
             stop.set()
@@ -166,6 +176,7 @@ async def test_three_processes_killed_at_random_lose_and_double_nothing(postgres
                 "SELECT session_id, question_id FROM session_items WHERE status = 'timeout'")}
             badge_rows = await conn.fetch("SELECT player_id, count(*) FROM badges GROUP BY player_id")
             facts = await conn.fetchval("SELECT count(*) FROM score_facts")
+            post_rows = await conn.fetch("SELECT channel, local_date FROM daily_posts")
         finally:
             await conn.close()
     finally:
@@ -183,3 +194,28 @@ async def test_three_processes_killed_at_random_lose_and_double_nothing(postgres
     assert sum(badges.values()) >= 1
     # one scoring fact per closed question: none lost or doubled by a kill or a re-sent answer
     assert facts == PLAYERS * 5
+    # each channel's daily question: one row, and on the platform exactly once
+    assert sorted(r[0] for r in post_rows) == [f"C{n}" for n in range(5)] and posted == 5
+    sent = Counter(json.loads(line)["channel"] for line in cluster.platform.read_text().splitlines())
+    assert sent == Counter({f"C{n}": 1 for n in range(5)})
+
+
+async def test_fifty_duplicate_answers_over_three_processes_store_one(postgres_url, tmp_path):
+    cluster = Cluster(postgres_url, tmp_path)
+    try:
+        for _ in range(3):
+            await cluster.spawn()
+        started = await cluster.call("start:dup", {"op": "start", "user": "dup"})
+        cmd = {"op": "answer", "user": "dup", "session": started["session"], "question": started["question"],
+               "event": "click-1", "letter": "B"}
+        replies = await asyncio.gather(*(cluster.workers[n % 3].send("click-1", cmd) for n in range(50)))
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            rows = await conn.fetch("SELECT event_key, attempt FROM answers")
+        finally:
+            await conn.close()
+    finally:
+        await cluster.close()
+    assert [tuple(r) for r in rows] == [("slack:click-1", 1)]
+    assert len(replies) == 50 and all("ack" in r for r in replies)
+    assert len({json.dumps(r, sort_keys=True) for r in replies}) == 1  # everyone told the same
