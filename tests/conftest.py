@@ -60,4 +60,4 @@ def postgres_url(postgres_server: PgTestServer) -> str:
     ask for it with request.getfixturevalue)."""
     url, name = postgres_server.database()
     yield url
-    postgres_server.drop_database(name)
+    postgres_server.release(name)

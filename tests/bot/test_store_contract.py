@@ -254,11 +254,15 @@ async def test_concurrent_transactions_share_commits_and_fail_alone(any_store, p
         await _session(tx, pids[7], "taken")
 
     async def one(i: int) -> str:
-        try:
-            async with any_store.transaction() as tx:
-                await _session(tx, pids[i], f"s{i}")  # pids[7] already has an open session
-        except Exception as exc:  # noqa: BLE001 - the backend's integrity error
-            return type(exc).__name__
+        while True:
+            try:
+                async with any_store.transaction() as tx:
+                    await _session(tx, pids[i], f"s{i}")  # pids[7] already has an open session
+                break
+            except WriteConflict:
+                continue  # PostgreSQL's serialization failure: the engine runs the call again (bot/retry.py)
+            except Exception as exc:  # noqa: BLE001 - the backend's integrity error
+                return type(exc).__name__
         async with peer.transaction() as ptx:
             return "stored" if await ptx.get_session(f"s{i}") is not None else "lost"
 
