@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the configured bank)")
     stats = bank_sub.add_parser("stats", help="coverage by topic, type and difficulty")
     stats.add_argument("paths", nargs="*", type=Path)
+    db = sub.add_parser("db", help="database tools")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("migrate", help="bring MLDEBT_DATABASE to the current schema and print its version")
+    copy = db_sub.add_parser("copy", help="copy a SQLite installation into PostgreSQL, verified table by table")
+    copy.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH", help="the SQLite file")
+    copy.add_argument("--to", dest="target", required=True, metavar="postgresql://...", help="the PostgreSQL database")
+    copy.add_argument("--replace", action="store_true", help="overwrite a target that already has rows")
     discord = sub.add_parser("discord", help="Discord tools")
     discord_sub = discord.add_subparsers(dest="discord_command", metavar="ACTION", required=True)
     discord_sub.add_parser("sync", help="push the slash commands to Discord now")
@@ -123,6 +130,34 @@ def cmd_bank_stats(paths: Sequence[Path] | None, out=None, err=None) -> int:
     return 0 if ok else 1
 
 
+def cmd_db(args: argparse.Namespace, settings: Settings, out=None) -> int:
+    from . import dbtools
+
+    out = out or sys.stdout
+    if args.db_command == "migrate":
+        try:
+            version = asyncio.run(dbtools.migrate(settings.database_url or settings.database))
+        except StoreUnavailable as exc:
+            return _fail(str(exc))
+        print(f"OK: schema version {version}.", file=out)
+        return 0
+    if not args.source.startswith("sqlite:"):
+        return _fail("db copy: --from must be sqlite:PATH")
+    if not args.target.startswith(("postgresql://", "postgres://")):
+        return _fail("db copy: --to must be a postgresql:// URL")
+    source = Path(args.source.removeprefix("sqlite:"))
+    if not source.is_file():
+        return _fail(f"db copy: no SQLite database at {source}")
+    try:
+        report = asyncio.run(dbtools.copy(source, args.target, replace=args.replace))
+    except (dbtools.CopyError, StoreUnavailable) as exc:
+        return _fail(f"db copy: {exc}")
+    for t in report:
+        print(f"{t.table:<16} {t.rows:>9} rows  verified", file=out)
+    print(f"OK: {len(report)} tables, {sum(t.rows for t in report)} rows copied and verified.", file=out)
+    return 0
+
+
 def _fail(message: str) -> int:
     print(f"mldebt: {message}", file=sys.stderr)
     return 2
@@ -142,6 +177,8 @@ def main(argv: Sequence[str] | None = None, frontends: Frontends | None = None) 
     if args.command == "bank":
         paths = _bank_paths(args, settings)
         return cmd_bank_check(paths) if args.bank_command == "check" else cmd_bank_stats(paths)
+    if args.command == "db":
+        return cmd_db(args, settings)
     if frontends is None:
         return _fail(f"'{args.command}' needs the adapters: run it as `mldebt {args.command}`")
     return asyncio.run(_run(args, settings, frontends))

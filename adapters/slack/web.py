@@ -7,7 +7,9 @@ listed. bolt copies `app.client.retry_handlers` into the per-request client of e
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -52,14 +54,25 @@ async def post_to_response_url(url: str, body: dict[str, Any]) -> None:
         raise ResponseUrlError(f"response_url answered {resp.status_code}: {resp.body[:200]}")
 
 
-def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None) -> web.Application:
-    """HTTP mode: bolt on POST /slack/events (signatures checked by bolt) and GET /healthz."""
+def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
+                  check: Callable[[], Awaitable[None]] | None = None) -> web.Application:
+    """HTTP mode: bolt on POST /slack/events (signatures checked by bolt) and GET /healthz.
+
+    /healthz answers 503 when `check` (the database's ping) fails or takes over 2 s, so a load
+    balancer stops sending requests to a replica that cannot reach the database."""
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 
     async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, **(health or {})})
+        if check is None:
+            return web.json_response({"ok": True, **(health or {})})
+        try:
+            await asyncio.wait_for(check(), 2.0)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not ready
+            log.warning("health check: the database did not answer (%s)", type(exc).__name__)
+            return web.json_response({"ok": False, **(health or {}), "database": "unavailable"}, status=503)
+        return web.json_response({"ok": True, **(health or {}), "database": "ok"})
 
     web_app = web.Application()
     web_app.router.add_post(EVENTS_PATH, slack_events)
