@@ -91,7 +91,10 @@ def test_copy_moves_every_row_and_refuses_a_non_empty_target(tmp_path, bank, pos
 
     # a second copy into the now non-empty database is refused, and --replace overwrites it
     assert main(args) == 2
-    assert "mldebt: db copy: the target already has rows: answers (" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"mldebt: db copy: the target already has rows: activity_days ({counts['activity_days']}), "
+                          f"answers ({counts['answers']}), ")
+    assert err.endswith("; pass --replace to overwrite them\n")
     assert main([*args, "--replace"]) == 0
 
 
