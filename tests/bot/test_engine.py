@@ -22,6 +22,7 @@ from tests.fakes.bank import correct_letter, wrong_letter
 
 async def rows(store, sql, params=()):
     async with store.transaction() as tx:
+        await tx.apply_scores()  # aggregates as of now (PostgreSQL folds them in the background)
         return await tx._all(sql, params)
 
 
