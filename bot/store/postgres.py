@@ -393,6 +393,7 @@ class PostgresTx(Tx):
             "INSERT INTO tenant_settings (platform, tenant, key, value) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (platform, tenant, key) DO UPDATE SET value = excluded.value",
             (platform, tenant, key, value), ("setting", platform, tenant, key))
+        self._notify("settings")
 
     async def due_items(self, now: float, limit: int) -> list[tuple[str, int]]:
         # rows another process is closing right now are skipped, not waited for
