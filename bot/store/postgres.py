@@ -42,12 +42,14 @@ from typing import Any
 
 import asyncpg
 
+from ..text import fold_key
 from .base import (
     AnswerContext,
     AnswerRow,
     DailyChannelRow,
     DailyPostRow,
     DuplicateAnswer,
+    ItemAnswerRow,
     ItemRow,
     PlayerRow,
     RankRow,
@@ -60,6 +62,7 @@ from .base import (
     WriteConflict,
 )
 from .migrations import MIGRATIONS, sql_for
+from .postgres_outbox import PostgresOutboxTx
 from .sqlite import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -171,7 +174,7 @@ class _Write:
         self.sql, self.args, self.key, self.guard, self.returning = sql, args, key, guard, returning
 
 
-class PostgresTx(Tx):
+class PostgresTx(PostgresOutboxTx, Tx):
     """One REPEATABLE READ transaction on one pooled connection; writes queued as described above."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
@@ -396,10 +399,13 @@ class PostgresTx(Tx):
 
     async def topic_accuracy(self, player_id: int) -> list[tuple[str, int, int]]:
         rows = await self._all(
-            "SELECT i.question_id, COUNT(*), SUM(CASE WHEN i.status = 'correct' THEN 1 ELSE 0 END) "
-            "FROM session_items i JOIN sessions s ON s.id = i.session_id "
-            "WHERE s.player_id = ? AND i.status IN ('correct', 'wrong', 'timeout') GROUP BY i.question_id",
-            (player_id,))
+            "SELECT question_id, COUNT(*), SUM(first_ok) FROM ("
+            " SELECT i.question_id, CASE WHEN i.status = 'correct' AND i.attempts_used <= 1 THEN 1 ELSE 0 END"
+            " AS first_ok FROM session_items i JOIN sessions s ON s.id = i.session_id"
+            " WHERE s.player_id = ? AND i.status IN ('correct', 'wrong', 'timeout')"
+            " UNION ALL SELECT p.question_id, a.correct FROM daily_answers a JOIN daily_posts p ON p.id = a.post_id"
+            " WHERE a.player_id = ?) x GROUP BY question_id",
+            (player_id, player_id))
         return [(r[0], r[1], r[2]) for r in rows]
 
     # -- teams ----------------------------------------------------------------------------------
@@ -545,7 +551,7 @@ class PostgresTx(Tx):
     async def close_daily_windows(self, platform: str, tenant: str, channel: str, except_id: str, now: float) -> None:
         await self._run(
             "UPDATE daily_posts SET closes_at = ? WHERE platform = ? AND tenant = ? AND channel = ? AND id != ? "
-            "AND status IN ('queued', 'posting', 'posted') AND closes_at > ?",
+            "AND status IN ('queued', 'posted') AND closes_at > ?",
             (now, platform, tenant, channel, except_id, now))
 
     async def daily_posts_due(self, status: str, now: float, field: str) -> list[DailyPostRow]:
@@ -562,9 +568,7 @@ class PostgresTx(Tx):
         return [r[0] for r in rows]
 
     async def next_daily_event(self) -> float | None:
-        row = await self._one(
-            "SELECT MIN(CASE WHEN status IN ('posting', 'closing') THEN lease_until ELSE closes_at END) "
-            "FROM daily_posts WHERE status != 'closed'")
+        row = await self._one("SELECT MIN(closes_at) FROM daily_posts WHERE status IN ('queued', 'posted')")
         return row[0] if row else None
 
     async def insert_daily_answer(self, post_id: str, player_id: int, choice: str, shown: str, correct: bool,
@@ -621,6 +625,40 @@ class PostgresTx(Tx):
     async def next_review(self, player_id: int) -> tuple[float, int] | None:
         row = await self._one("SELECT MIN(due_at), COUNT(*) FROM review_items WHERE player_id = ?", (player_id,))
         return (row[0], int(row[1])) if row and row[1] else None
+
+    async def answers_to_item(self, session_id: str, position: int) -> list[AnswerRow]:
+        rows = await self._all(f"SELECT {_ANSWER_COLS} FROM answers WHERE session_id = ? AND position = ? "
+                               "ORDER BY attempt", (session_id, position))
+        return [AnswerRow(*r) for r in rows]
+
+    async def item_answers(self, platform: str | None, tenant: str | None) -> list[ItemAnswerRow]:
+        rows = await self._all(
+            "SELECT * FROM (SELECT s.player_id, i.question_id, i.session_id, i.position, i.status, i.hint_used, "
+            "a.choice, a.outcome, COALESCE(LAG(i.closed_at) OVER (PARTITION BY i.session_id ORDER BY i.position), "
+            "s.created_at) AS opened_at, a.answered_at, i.closed_at "
+            "FROM session_items i JOIN sessions s ON s.id = i.session_id JOIN players p ON p.id = s.player_id "
+            "LEFT JOIN answers a ON a.session_id = i.session_id AND a.position = i.position AND a.attempt = 1 "
+            "WHERE (?::text IS NULL OR p.platform = ?) AND (?::text IS NULL OR p.tenant = ?)) x "
+            "WHERE choice IS NOT NULL OR status = 'timeout' ORDER BY player_id, opened_at, session_id, position",
+            (platform, platform, tenant, tenant))
+        return [ItemAnswerRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), *r[6:]) for r in rows]
+
+    async def set_unseen(self, player_id: int, session_id: str, question_id: str, now: float) -> None:
+        await self._run(
+            "INSERT INTO unseen_results (player_id, session_id, question_id, noted_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (player_id) DO UPDATE SET session_id = excluded.session_id, "
+            "question_id = excluded.question_id, noted_at = excluded.noted_at",
+            (player_id, session_id, question_id, now))
+
+    async def unseen_players(self) -> list[tuple[str, str, str]]:
+        rows = await self._all("SELECT p.platform, p.tenant, p.user_id FROM unseen_results u "
+                               "JOIN players p ON p.id = u.player_id")
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def take_unseen(self, player_id: int) -> tuple[str, str] | None:
+        row = await self._one("DELETE FROM unseen_results WHERE player_id = ? RETURNING session_id, question_id",
+                              (player_id,))
+        return (row[0], row[1]) if row else None
 
 
 class PostgresStore(Store):
@@ -752,13 +790,33 @@ async def migrate(conn: asyncpg.Connection) -> int:
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
             "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
         current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        for version, name, sql in MIGRATIONS:
+        for version, name, sql in sorted(MIGRATIONS):
             if version <= current:
                 continue
             async with conn.transaction():
                 await conn.execute(sql_for(sql, "postgresql"))
+                if version == REFOLD_TEAMS:
+                    await _refold_team_keys(conn)
                 await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             current = version
         return current
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATE_LOCK)
+
+
+REFOLD_TEAMS = 7  # the step whose SQLite script re-keys teams with mldebt_fold (see bot/store/migrations.py)
+
+
+async def _refold_team_keys(conn: asyncpg.Connection) -> None:
+    """Step 7's team re-keying, in Python (PostgreSQL has no case folding): each team, oldest first,
+    takes the folded key of its name unless another team of its server holds that key already, in
+    which case it keeps its old key (SQLite's UPDATE OR IGNORE), so no team becomes unreachable."""
+    rows = await conn.fetch("SELECT id, scope, name, name_key FROM teams ORDER BY id")
+    taken = {(r["scope"], r["name_key"]) for r in rows}
+    for r in rows:
+        key = fold_key(r["name"])
+        if key == r["name_key"] or (r["scope"], key) in taken:
+            continue
+        await conn.execute("UPDATE teams SET name_key = $1 WHERE id = $2", key, r["id"])
+        taken.discard((r["scope"], r["name_key"]))
+        taken.add((r["scope"], key))
