@@ -6,13 +6,13 @@ and results go to stdout, one JSON line each, flushed, so the test knows what a 
     {"op": "start", "user": U}                         -> {"ack": "start:U", "session": S, "question": Q}
     {"op": "answer", "user": U, "session": S, "question": Q, "event": E}
                                                        -> {"ack": E, "question": next Q or null, "badge": bool}
-    a time-out delivered by this process's scheduler   -> {"timeout": S, "question": Q}
     a domain error                                     -> {"rej": E, "error": name}
 
 Every answer is the right letter of the question, so a challenge answered to the end earns the badge.
-Daily posts go to a fake platform: a file of JSON lines (argv[3]) appended to atomically, which
-`find` searches as a real poster looks in the channel's history; the daily claim's lease is cut to
-2 s so a claim of a killed process is taken over within the test.
+Daily posts and time-outs go through the outbox to a fake platform: a file of JSON lines (argv[3])
+appended to atomically, which `find` searches as a real platform's history is looked up after an
+interrupted try; the outbox lease is cut to 2 s so a claim of a killed process is taken over within
+the test.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import asyncio
 import json
 import sys
 
-from bot import community, errors
+from bot import errors
 from bot.bank import LETTERS, load_bank
 from bot.clock import SystemClock
-from bot.engine import Delivery, QuizEngine
+from bot.engine import QuizEngine
+from bot.outbox import OutboxEntry
 from bot.replies import BadgeAwarded, DailyPost, DailyReveal, Player, QuestionCard, TimeUp
-from bot.scheduler import Scheduler
+from bot.scheduler import Scheduler, delivery_of
 from bot.store.postgres import PostgresStore
 
 
@@ -45,36 +46,43 @@ class FilePoster:
         with open(self.path, "a") as f:  # one write of one line: atomic on an O_APPEND file
             f.write(line)
 
-    def _posted(self, post_id: str) -> bool:
+    def _posted(self, ref: str) -> bool:
         with open(self.path) as f:
-            return any(json.loads(line)["post"] == post_id for line in f if line.strip())
+            return any(json.loads(line)["ref"] == ref for line in f if line.strip())
 
     async def post(self, post: DailyPost) -> str:
-        self._append(json.dumps({"post": post.post_id, "channel": post.channel, "date": post.local_date}) + "\n")
-        return f"ref-{post.post_id}"
+        ref = f"post-{post.post_id}"
+        self._append(json.dumps({"ref": ref, "post": post.post_id, "channel": post.channel,
+                                 "date": post.local_date}) + "\n")
+        return ref
 
     async def find(self, post: DailyPost) -> str | None:
-        return f"ref-{post.post_id}" if self._posted(post.post_id) else None
+        return f"post-{post.post_id}" if self._posted(f"post-{post.post_id}") else None
+
+    async def time_up(self, entry: OutboxEntry) -> str:
+        delivery = delivery_of(entry)
+        up = next(r for r in delivery.replies if isinstance(r, TimeUp))
+        self._append(json.dumps({"ref": entry.key, "timeout": delivery.session_id, "question": up.question_id})
+                     + "\n")
+        return entry.key
+
+    async def find_time_up(self, entry: OutboxEntry) -> str | None:
+        return entry.key if self._posted(entry.key) else None
 
     async def reveal(self, reveal: DailyReveal) -> None:
         return None
 
 
 async def main(url: str, bank_dir: str, platform_file: str) -> None:
-    community.DAILY_LEASE_SECONDS = 2
     store = PostgresStore(url, max_connections=4)
     await store.open()
     bank = load_bank([bank_dir], time_limit_scale=0.01)  # every question times out after 1 s
     engine = QuizEngine(store, bank, SystemClock())
     scheduler = Scheduler(engine, SystemClock(), idle_seconds=0.5)
-
-    async def deliver(delivery: Delivery) -> None:
-        for reply in delivery.replies:
-            if isinstance(reply, TimeUp):
-                say(timeout=delivery.session_id, question=reply.question_id)
-
-    scheduler.register("slack", deliver)
-    scheduler.register_daily("slack", FilePoster(platform_file))
+    scheduler.outbox.lease_seconds = 2
+    poster = FilePoster(platform_file)
+    scheduler.deliver("slack", "timeout", poster.time_up, poster.find_time_up)
+    scheduler.register_daily("slack", poster)
     scheduler.start()
 
     async def handle(cmd: dict) -> None:
