@@ -16,9 +16,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="repeat the measurement; medians are reported")
     p.add_argument("--open-loop", type=float, metavar="RATE",
                    help="engine only: Poisson arrivals at RATE answers/s, latency from the scheduled arrival")
+    p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                   help="engine only: postgres runs bench/engine_pg.py (several processes on one database)")
+    p.add_argument("--processes", default="1,2,4", metavar="N,N,...",
+                   help="engine --store postgres: the process counts to run")
     args = p.parse_args(argv)
     if args.open_loop is not None and args.name != "engine":
         p.error("--open-loop is an option of the engine benchmark")
+    if args.store == "postgres":
+        if args.name != "engine" or args.open_loop is not None:
+            p.error("--store postgres is an option of the engine benchmark's closed loop")
+        try:
+            processes = tuple(int(n) for n in args.processes.split(","))
+        except ValueError:
+            p.error("--processes takes process counts like 1,2,4")
+        if not processes or min(processes) < 1:
+            p.error("--processes takes process counts like 1,2,4")
+        from bench import engine_pg
+
+        return engine_pg.main(smoke=args.smoke, runs=args.runs, processes=processes)
     module = importlib.import_module(f"bench.{args.name.replace('-', '_')}")
     extra = {"open_loop": args.open_loop} if args.open_loop is not None else {}
     return module.main(smoke=args.smoke, runs=args.runs, **extra)

@@ -20,7 +20,7 @@ from .clock import Clock, SystemClock
 from .config import Settings, SettingsError
 from .engine import QuizEngine
 from .scheduler import Scheduler
-from .store import SqliteStore, StoreUnavailable
+from .store import Store, StoreUnavailable, store_for
 
 log = logging.getLogger("mldebt")
 
@@ -33,7 +33,7 @@ class Core:
 
     settings: Settings
     bank: Bank
-    store: SqliteStore
+    store: Store
     engine: QuizEngine
     scheduler: Scheduler
     clock: Clock
@@ -46,7 +46,7 @@ async def open_core(settings: Settings, clock: Clock | None = None) -> Core:
     clock = clock or SystemClock()
     bank = load_bank(settings.question_bank or None, time_limit_scale=settings.time_limit_scale,
                      cache_dir=settings.bank_cache_dir)
-    store = SqliteStore(settings.database)
+    store = store_for(settings.database_url or settings.database)
     await store.open()
     engine = QuizEngine(store, bank, clock, timezone=settings.timezone)
     return Core(settings, bank, store, engine, Scheduler(engine, clock), clock)
@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", type=Path, help="write the report to this file (default: standard output)")
     report.add_argument("--min-answers", type=int, metavar="N", help="answers a question needs before any flag "
                         "(default 30)")
+    db = sub.add_parser("db", help="database tools")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("migrate", help="bring MLDEBT_DATABASE to the current schema and print its version")
+    copy = db_sub.add_parser("copy", help="copy a SQLite installation into PostgreSQL, verified table by table")
+    copy.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH", help="the SQLite file")
+    copy.add_argument("--to", dest="target", required=True, metavar="postgresql://...", help="the PostgreSQL database")
+    copy.add_argument("--replace", action="store_true", help="overwrite a target that already has rows")
     discord = sub.add_parser("discord", help="Discord tools")
     discord_sub = discord.add_subparsers(dest="discord_command", metavar="ACTION", required=True)
     discord_sub.add_parser("sync", help="push the slash commands to Discord now")
@@ -174,9 +181,10 @@ def cmd_bank_stats(paths: Sequence[Path] | None, out=None, err=None) -> int:
     return 0 if ok else 1
 
 
-def cmd_bank_report(paths: Sequence[Path] | None, database: Path, fmt: str = "table", output: Path | None = None,
-                    min_answers: int | None = None, out=None, err=None) -> int:
-    """Item analysis over the answers stored in `database`; see bot/item_analysis.py."""
+def cmd_bank_report(paths: Sequence[Path] | None, database: Path | str, fmt: str = "table",
+                    output: Path | None = None, min_answers: int | None = None, out=None, err=None) -> int:
+    """Item analysis over the answers stored in `database` (a SQLite file or a postgresql:// URL);
+    see bot/item_analysis.py."""
     from .item_analysis import MIN_ANSWERS, analyse
     from .item_report import RENDERERS
 
@@ -186,12 +194,12 @@ def cmd_bank_report(paths: Sequence[Path] | None, database: Path, fmt: str = "ta
     except BankError as exc:
         print(f"The bank is invalid ({len(exc.problems)} problems); run `mldebt bank check`.", file=err)
         return 1
-    if not database.is_file():
+    if isinstance(database, Path) and not database.is_file():
         print(f"No database at {database}: nothing has been answered yet (or set MLDEBT_DATABASE).", file=err)
         return 1
 
     async def read():
-        store = SqliteStore(database)
+        store = store_for(database)
         await store.open()
         try:
             async with store.transaction() as tx:
@@ -206,6 +214,34 @@ def cmd_bank_report(paths: Sequence[Path] | None, database: Path, fmt: str = "ta
     else:
         output.write_text(text, encoding="utf-8")
         print(f"Wrote {output}: {len(report.items)} questions, {len(report.flagged)} flagged.", file=out)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings, out=None) -> int:
+    from . import dbtools
+
+    out = out or sys.stdout
+    if args.db_command == "migrate":
+        try:
+            version = asyncio.run(dbtools.migrate(settings.database_url or settings.database))
+        except StoreUnavailable as exc:
+            return _fail(str(exc))
+        print(f"OK: schema version {version}.", file=out)
+        return 0
+    if not args.source.startswith("sqlite:"):
+        return _fail("db copy: --from must be sqlite:PATH")
+    if not args.target.startswith(("postgresql://", "postgres://")):
+        return _fail("db copy: --to must be a postgresql:// URL")
+    source = Path(args.source.removeprefix("sqlite:"))
+    if not source.is_file():
+        return _fail(f"db copy: no SQLite database at {source}")
+    try:
+        report = asyncio.run(dbtools.copy(source, args.target, replace=args.replace))
+    except (dbtools.CopyError, StoreUnavailable) as exc:
+        return _fail(f"db copy: {exc}")
+    for t in report:
+        print(f"{t.table:<16} {t.rows:>9} rows  verified", file=out)
+    print(f"OK: {len(report)} tables, {sum(t.rows for t in report)} rows copied and verified.", file=out)
     return 0
 
 
@@ -230,8 +266,10 @@ def main(argv: Sequence[str] | None = None, frontends: Frontends | None = None) 
     if args.command == "bank":
         paths = _bank_paths(args, settings)
         if args.bank_command == "report":
-            return cmd_bank_report(paths, settings.database, args.format, args.output, args.min_answers)
+            return cmd_bank_report(paths, settings.database_url or settings.database, args.format, args.output, args.min_answers)
         return cmd_bank_check(paths) if args.bank_command == "check" else cmd_bank_stats(paths)
+    if args.command == "db":
+        return cmd_db(args, settings)
     if frontends is None:
         return _fail(f"'{args.command}' needs the adapters: run it as `mldebt {args.command}`")
     return asyncio.run(_run(args, settings, frontends))

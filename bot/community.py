@@ -59,6 +59,7 @@ from .replies import (
     TeamInfo,
     TeamList,
 )
+from .retry import retried
 from .scoring import points_for
 from .store import DailyChannelRow, DailyPostRow, Tx
 from .text import clean, fold_key
@@ -168,6 +169,7 @@ class CommunityMixin:
 
     # -- teams --------------------------------------------------------------------------------------
 
+    @retried
     async def team(self: QuizEngine, player: Player, action: str, raw_name: str = "") -> list[Reply]:
         now = self._now()
         scope = scope_of(player.platform, player.tenant)
@@ -208,6 +210,7 @@ class CommunityMixin:
 
     # -- leaderboards ---------------------------------------------------------------------------------
 
+    @retried
     async def leaderboard(self: QuizEngine, player: Player, kind: str = "players", period: str = "week",
                           per_member: bool = False, limit: int = 10) -> list[Reply]:
         if kind not in ("players", "teams"):
@@ -236,6 +239,7 @@ class CommunityMixin:
         return [Leaderboard(kind, period, period_label(period, instant, tz), per_member and kind == "teams",
                             entries, me)]
 
+    @retried
     async def set_timezone(self: QuizEngine, player: Player, name: str) -> list[Reply]:
         tz = zone(name)
         if tz is None:
@@ -271,6 +275,7 @@ class CommunityMixin:
 
     # -- daily posts ------------------------------------------------------------------------------------
 
+    @retried
     async def daily_set(self: QuizEngine, player: Player, channel_token: str, hhmm: str, tz_name: str) -> list[Reply]:
         channel = parse_channel(channel_token)
         at = parse_hhmm(hhmm)
@@ -301,6 +306,7 @@ class CommunityMixin:
             raise errors.BadRequest(f"I could not check <#{channel}> just now ({exc.reason}); please try again "
                                     "in a minute.") from exc
 
+    @retried
     async def daily_off(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
         async with self._tx() as tx:
             rows = await tx.daily_channels(player.platform, player.tenant)
@@ -314,6 +320,7 @@ class CommunityMixin:
                 await tx.set_daily_channel(r, self._now())
         return await self.daily_status(player)
 
+    @retried
     async def daily_status(self: QuizEngine, player: Player) -> list[Reply]:
         now = self.clock.now()
         infos = []
@@ -330,6 +337,7 @@ class CommunityMixin:
                 infos.append(DailyChannelInfo(r.channel, r.post_time, r.timezone, r.enabled, nxt, posting_now))
         return [DailyStatus(tuple(infos))]
 
+    @retried
     async def daily_now(self: QuizEngine, player: Player, channel_token: str | None) -> list[Reply]:
         """Queue today's post for immediate sending (still one post per channel per local day)."""
         now = self._now()
@@ -383,6 +391,7 @@ class CommunityMixin:
             seen = set()
         return self.rng.choice(sorted(all_ids - seen))
 
+    @retried
     async def queue_daily_posts(self: QuizEngine, platforms: Collection[str],
                                 queued_some: asyncio.Event | None = None) -> list[DailyPost]:
         """Write the daily posts that are due (a `daily_posts` row and its outbox entry, together).
@@ -428,6 +437,7 @@ class CommunityMixin:
         return DailyPost(post.id, post.platform, post.tenant, post.channel, post.local_date, q.id, q.topic,
                          q.difficulty, q.prompt, q.code, choices, datetime.fromtimestamp(post.closes_at, UTC))
 
+    @retried
     async def daily_posted(self: QuizEngine, post_id: str, message_ref: str) -> bool:
         async with self._tx() as tx:
             return await self._mark_posted(tx, post_id, message_ref)
@@ -451,6 +461,7 @@ class CommunityMixin:
             post.status = "missed"
             await tx.update_daily_post(post, "queued")
 
+    @retried
     async def close_daily_posts(self: QuizEngine) -> list[DailyReveal]:
         """Close every post whose window has ended and write its reveal to the outbox (same transaction)."""
         now = self._now()
@@ -476,6 +487,7 @@ class CommunityMixin:
                 out.append(reveal)
         return out
 
+    @retried
     async def daily_answer(self: QuizEngine, player: Player, post_id: str, question_id: str, choice: str,
                            event_id: str) -> list[Reply]:
         shown = (choice or "").strip().upper()
@@ -515,6 +527,7 @@ class CommunityMixin:
                         attempts_left=0, final=True, answer_letter=LETTERS[post.choice_order.index(q.answer)],
                         answer_text=q.answer_text, explanation=q.explanation)
 
+    @retried
     async def next_wakeup(self: QuizEngine, routes: Collection[str] = ()) -> datetime | None:
         """The earliest of: a question deadline, a daily window close, a scheduled daily post, and a due
         or lease-expired outbox entry of `routes` (the "platform:kind" this process delivers)."""

@@ -40,6 +40,8 @@ _FALSE = {"0", "false", "no", "off"}
 @dataclass(frozen=True)
 class Settings:
     database: Path = Path("mldebt.sqlite3")
+    # MLDEBT_DATABASE=postgresql://...: the PostgreSQL store instead of the SQLite file
+    database_url: str | None = field(default=None, repr=False)
     question_bank: tuple[Path, ...] = ()
     timezone: str = "UTC"
     time_limit_scale: float = 1.0
@@ -93,10 +95,13 @@ class Settings:
                     raise SettingsError(name, problem)
                 kwargs[name.lower()] = value
 
-        if (db := get("MLDEBT_DATABASE")) is not None:
-            kwargs["database"] = Path(db)
-        database = Path(kwargs.get("database", cls.database))  # type: ignore[arg-type]
-        _check_writable(database)
+        db = get("MLDEBT_DATABASE")
+        if db is not None and db.startswith(("postgresql://", "postgres://")):
+            kwargs["database_url"] = db
+        else:
+            if db is not None:
+                kwargs["database"] = Path(db)
+            _check_writable(Path(kwargs.get("database", cls.database)))  # type: ignore[arg-type]
 
         if (bank := get("MLDEBT_QUESTION_BANK")) is not None:
             paths = tuple(Path(p) for p in bank.split(os.pathsep) if p)

@@ -63,9 +63,10 @@ from .replies import (
     TopicList,
     WorkedSolution,
 )
+from .retry import retried
 from .scoring import points_for
 from .store import AnswerRow, ItemRow, SessionRow, Store, Tx
-from .store.base import AnswerContext, DuplicateAnswer, StoreBusy, WriteConflict
+from .store.base import AnswerContext, StoreBusy, WriteConflict
 from .store.outbox import TENANT, TargetState
 from .text import clean
 
@@ -133,6 +134,14 @@ class QuizEngine(CommunityMixin):
         self.outbox_kinds: dict[str, set[str]] = {}
         # platform -> `probe(tenant, channel)`: raises a PlatformError if the bot cannot post there
         self.channel_probes: dict[str, Callable[[str, str], Awaitable[None]]] = {}
+        store.on_notice(self._notice)
+
+    def _notice(self, kind: str) -> None:
+        """Another process (or this one) committed a deadline or a setting: see Store.on_notice."""
+        if kind == "wakeup":
+            self.deadlines_changed.set()
+        elif kind == "settings":
+            self._tz_cache.clear()
 
     # -----------------------------------------------------------------------------------------
     # plumbing
@@ -360,6 +369,7 @@ class QuizEngine(CommunityMixin):
         if difficulty is not None and difficulty not in DIFFICULTIES:
             raise errors.BadRequest(f"Unknown difficulty '{difficulty[:40]}'. Use one of: {', '.join(DIFFICULTIES)}.")
 
+    @retried
     async def start(self, player: Player, mode_name: str, *, topic: str | None = None,
                     difficulty: str | None = None, route: str | None = None) -> list[Reply]:
         mode = MODES.get(mode_name)
@@ -407,18 +417,14 @@ class QuizEngine(CommunityMixin):
             title += f": {self.bank.topics[topic].title}"
         return [SessionStarted(session.id, mode.name, session.total, title), self._card(session, items[0])]
 
+    @retried
     async def answer(self, player: Player, session_id: str, question_id: str, choice: str, event_id: str,
                      *, route: str | None = None) -> list[Reply]:
         """Record one answer. The same event id twice is recorded once and gets the same feedback.
 
         The database's unique keys decide what is a duplicate: if the answer's insert finds its event
-        key (or its attempt) already stored, the call runs again and replays the stored answer.
+        key (or its attempt) already stored, the call runs again (`retried`) and replays the stored answer.
         """
-        try:
-            return await self._answer(player, session_id, question_id, choice, event_id, route)
-        except errors.Busy as exc:
-            if not isinstance(exc.__cause__, DuplicateAnswer):
-                raise
         return await self._answer(player, session_id, question_id, choice, event_id, route)
 
     async def _answer(self, player: Player, session_id: str, question_id: str, choice: str, event_id: str,
@@ -522,6 +528,7 @@ class QuizEngine(CommunityMixin):
             raise errors.QuestionClosed()
         return session, item, []
 
+    @retried
     async def hint(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
         async with self._tx() as tx:
             session, item, late = await self._current(tx, player, session_id, question_id, self._now())
@@ -533,6 +540,7 @@ class QuizEngine(CommunityMixin):
             return [Hint(session.id, item.question_id, self.bank.question(item.question_id).hint,
                          MODES[session.mode].hint_costs_points)]
 
+    @retried
     async def skip(self, player: Player, session_id: str | None = None, question_id: str | None = None) -> list[Reply]:
         now = self._now()
         async with self._tx() as tx:
@@ -541,6 +549,7 @@ class QuizEngine(CommunityMixin):
                 return late
             return await self._close_item(tx, session, item, "skipped", now)
 
+    @retried
     async def quit(self, player: Player) -> list[Reply]:
         now = self._now()
         async with self._tx() as tx:
@@ -553,6 +562,7 @@ class QuizEngine(CommunityMixin):
             await tx.update_session(session)
             return [await self._summary(tx, session)]
 
+    @retried
     async def resume(self, player: Player, *, route: str | None = None) -> list[Reply]:
         now = self._now()
         async with self._tx() as tx:
@@ -567,6 +577,7 @@ class QuizEngine(CommunityMixin):
             assert item is not None
             return [self._card(session, item, await self._tried(tx, item))]
 
+    @retried
     async def set_route(self, session_id: str, question_id: str, route: str) -> bool:
         """Record where a question is shown, once the platform message exists.
 
@@ -585,6 +596,7 @@ class QuizEngine(CommunityMixin):
                 await tx.update_session(session)
             return True
 
+    @retried
     async def question_outcome(self, player: Player, session_id: str, question_id: str) -> list[Reply]:
         """What happened to a question that is closed, then where the player is now.
 
@@ -631,6 +643,7 @@ class QuizEngine(CommunityMixin):
         return self._feedback(q, item, MODES[session.mode], last.shown_choice, last.outcome == "correct",
                               last.points, last.attempt)
 
+    @retried
     async def note_unseen(self, player: Player, session_id: str, question_id: str) -> bool:
         """The platform refused to show a stored result (an expired interaction): show it next time.
 
@@ -674,6 +687,7 @@ class QuizEngine(CommunityMixin):
         return [Notice("Your last answer was recorded, but the platform did not let mldebt show you the "
                        "result in time. Here it is:"), result]
 
+    @retried
     async def expire_due(self, limit: int = 200) -> list[Delivery]:
         """Close every question whose deadline has passed; return what to tell each player."""
         now = self._now()
@@ -693,6 +707,7 @@ class QuizEngine(CommunityMixin):
                     deliveries.append(delivery)
         return deliveries
 
+    @retried
     async def next_deadline(self) -> datetime | None:
         async with self._tx() as tx:
             return _ts(await tx.next_deadline())
@@ -700,6 +715,7 @@ class QuizEngine(CommunityMixin):
     # -----------------------------------------------------------------------------------------
     # platform grants and per-tenant settings
 
+    @retried
     async def pending_grants(self, platform: str, tenant: str | None = None) -> list[PendingGrant]:
         """Grants not carried out yet (waiting, retrying, paused or failed), oldest first."""
         async with self._tx() as tx:
@@ -713,6 +729,7 @@ class QuizEngine(CommunityMixin):
                 out.append(PendingGrant(player, data["badge"], reason, e.attempts, _ts(e.first_error_at or e.created_at)))
         return out
 
+    @retried
     async def record_grant(self, player: Player, badge: str, *, ok: bool, reason: str | None = None) -> None:
         """The adapter tried the platform grant itself: done, or still pending with the reason."""
         async with self._tx() as tx:
@@ -743,6 +760,7 @@ class QuizEngine(CommunityMixin):
                              _route_target(delivery.route), outbox.dumps(delivery.__dict__), now,
                              expires_at=now + TIMEOUT_TTL)
 
+    @retried
     async def tenant_removed(self, platform: str, tenant: str, reason: str, fix: str | None = None) -> None:
         """The app was uninstalled, its token revoked, the bot removed: pause everything of the tenant."""
         now = self._now()
@@ -756,6 +774,7 @@ class QuizEngine(CommunityMixin):
             moved = await tx.outbox_move(platform, tenant, None, None, ("pending", "sending"), "paused", now)
         log.warning("%s %s paused (%s): %d waiting deliveries held", platform, tenant, reason, moved)
 
+    @retried
     async def tenant_restored(self, platform: str, tenant: str) -> bool:
         """Reinstalled or re-added: resume the tenant's schedules and waiting deliveries. True if it was paused."""
         now = self._now()
@@ -767,6 +786,7 @@ class QuizEngine(CommunityMixin):
         self.deadlines_changed.set()
         return True
 
+    @retried
     async def retry_deliveries(self, player: Player, *, celebrate_default: bool) -> list[Reply]:
         """An admin says the cause is fixed: forget the tenant's delivery problems, retry what waits."""
         now = self._now()
@@ -780,16 +800,19 @@ class QuizEngine(CommunityMixin):
                       else "Nothing was waiting; admin status below.")
         return [note, *await self.admin_status(player, celebrate_default=celebrate_default)]
 
+    @retried
     async def first_sight(self, platform: str, key: str) -> bool:
         """Record an inbound id (a Slack trigger_id or event_id): False if it was handled before."""
         async with self._tx() as tx:
             return await tx.first_sight(platform, key, self._now())
 
+    @retried
     async def tenant_flag(self, platform: str, tenant: str, key: str, default: bool) -> bool:
         async with self._tx() as tx:
             value = await tx.get_setting(platform, tenant, key)
         return default if value is None else value == "on"
 
+    @retried
     async def set_tenant_flag(self, platform: str, tenant: str, key: str, on: bool) -> None:
         async with self._tx() as tx:
             await tx.set_setting(platform, tenant, key, "on" if on else "off")
@@ -811,6 +834,7 @@ class QuizEngine(CommunityMixin):
     # -----------------------------------------------------------------------------------------
     # information
 
+    @retried
     async def stats(self, player: Player) -> list[Reply]:
         async with self._tx() as tx:
             await tx.apply_scores()

@@ -39,6 +39,7 @@ from . import replies as replies_module
 from .clock import Clock
 from .platform_errors import Permanent, PlatformError, Transient
 from .store import Store, Tx
+from .store.base import WriteConflict
 from .store.outbox import TENANT, OutboxEntry, TargetState
 
 __all__ = ["OutboxEntry", "OutboxWorker", "Sender", "KindSender", "TargetState", "dumps", "loads",
@@ -46,6 +47,7 @@ __all__ = ["OutboxEntry", "OutboxWorker", "Sender", "KindSender", "TargetState",
 
 log = logging.getLogger(__name__)
 
+RACE_RETRIES = 8  # a transaction that lost a race with another process's is run again up to this often
 KINDS = ("timeout", "celebration", "grant", "daily_post", "daily_reveal")
 CHUNK = 500  # entries per claim
 CONCURRENCY = 16  # entries in flight at once
@@ -198,12 +200,17 @@ class OutboxWorker:
         Returns the entries settled, in order."""
         now = self._now()
         settled: list[OutboxEntry] = []
-        async with self.store.transaction() as tx:
-            for entry in await tx.outbox_drop_expired(now):
-                log.info("outbox %s dropped: expired before it could be sent", entry.key)
+
+        async def drop(tx: Tx) -> list[OutboxEntry]:
+            dropped = await tx.outbox_drop_expired(now)
+            for entry in dropped:
                 await self._hook(tx, entry)
-                settled.append(entry)
             self._problems = {(s.platform, s.tenant, s.target) for s in await tx.target_states(None, None)}
+            return dropped
+
+        for entry in await self._in_tx(drop):
+            log.info("outbox %s dropped: expired before it could be sent", entry.key)
+            settled.append(entry)
         if not self._senders:
             return settled
         routes = [r for r in self.routes() if kinds is None or r.split(":", 1)[1] in kinds]
@@ -265,9 +272,26 @@ class OutboxWorker:
 
     async def _claim(self, routes: list[str] | None = None) -> list[OutboxEntry]:
         now = self._now()
-        async with self.store.transaction() as tx:
-            return await tx.outbox_claim(self.routes() if routes is None else routes, now,
-                                         now + self.lease_seconds, self.chunk)
+        return await self._in_tx(lambda tx: tx.outbox_claim(self.routes() if routes is None else routes, now,
+                                                            now + self.lease_seconds, self.chunk))
+
+    async def _in_tx(self, body: Callable[[Tx], Awaitable[Any]]) -> Any:
+        """`body(tx)` in a transaction, run again when it lost a race with another process's
+        transaction (PostgreSQL's serialization failure: two workers settling or claiming the same
+        row); the body only reads and writes in its transaction, and the cache of target problems it
+        may change is put back before each new run."""
+        attempt = 1
+        while True:
+            problems = set(self._problems)
+            try:
+                async with self.store.transaction() as tx:
+                    return await body(tx)
+            except WriteConflict:
+                self._problems = problems
+                if attempt == RACE_RETRIES:
+                    raise
+            await asyncio.sleep(random.uniform(0, 0.001 * 2 ** attempt))  # not self.rng: keep its draws
+            attempt += 1
 
     async def _attempt(self, entry: OutboxEntry) -> tuple[OutboxEntry, Permanent | None]:
         """Send one entry; return it with the outcome filled in (written later by `_settle`)."""
@@ -311,8 +335,9 @@ class OutboxWorker:
 
     async def _settle(self, batch: list[tuple[OutboxEntry, Permanent | None]]) -> list[OutboxEntry]:
         now = self._now()
-        out: list[OutboxEntry] = []
-        async with self.store.transaction() as tx:
+
+        async def settle(tx: Tx) -> list[OutboxEntry]:
+            out: list[OutboxEntry] = []
             for entry, permanent in batch:
                 if not await tx.outbox_settle(entry, now):
                     log.info("outbox %s: its lease ran out mid-send; another worker owns it now", entry.key)
@@ -324,7 +349,9 @@ class OutboxWorker:
                     await self._resolved(tx, entry.platform, entry.tenant, entry.target, now)
                 if permanent is not None and permanent.scope != "entry":
                     await self._problem(tx, entry, permanent, now)
-        return out
+            return out
+
+        return await self._in_tx(settle)
 
     async def _hook(self, tx: Tx, entry: OutboxEntry) -> None:
         hook = self._hooks.get(entry.kind)

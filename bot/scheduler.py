@@ -142,6 +142,8 @@ class Scheduler:
     async def run(self) -> None:
         """Loop forever: tick, then sleep until the earliest stored deadline (or a new one appears)."""
         wake = self.engine.deadlines_changed
+        # other processes on the same database announce their new deadlines (PostgreSQL)
+        await self.engine.store.listen()
         while True:
             wake.clear()
             try:

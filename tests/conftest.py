@@ -11,6 +11,7 @@ from bot.engine import QuizEngine
 from bot.replies import Player
 from bot.store import SqliteStore
 from tests.fakes.bank import make_bank
+from tests.postgres_server import PgTestServer, running_server
 
 
 @pytest.fixture
@@ -44,3 +45,19 @@ def alice() -> Player:
 @pytest.fixture
 def bob() -> Player:
     return Player("console", "local", "bob", "Bob")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PgTestServer:
+    """The session's PostgreSQL server, started on first use and stopped (and deleted) at the end."""
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PgTestServer) -> str:
+    """A fresh, migrated database of its own for one test (a plain fixture, so an async fixture can
+    ask for it with request.getfixturevalue)."""
+    url, name = postgres_server.database()
+    yield url
+    postgres_server.release(name)

@@ -100,7 +100,7 @@ async def slack_running(core: Core, *, client: AsyncWebClient | None = None,
             finally:
                 await handler.close_async()
         else:
-            runner, port = await serve_http(build_web_app(app, health={"slack": "http"}),
+            runner, port = await serve_http(build_web_app(app, health={"slack": "http"}, check=core.store.ping),
                                             settings.http_host, settings.http_port)
             try:
                 log.info("Slack: HTTP mode on %s:%s (POST %s, GET /healthz)", settings.http_host, port,

@@ -7,7 +7,9 @@ listed. bolt copies `app.client.retry_handlers` into the per-request client of e
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import slack_bolt.request.async_request as async_request
@@ -69,12 +71,16 @@ async def post_to_response_url(url: str, body: dict[str, Any]) -> None:
 
 
 def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
-                  signing_secret: str | None = None) -> web.Application:
+                  signing_secret: str | None = None,
+                  check: Callable[[], Awaitable[None]] | None = None) -> web.Application:
     """HTTP mode: bolt on POST /slack/events and GET /healthz.
 
     The signature is checked on the raw bytes before anything parses them (bolt parses a body as
     soon as it builds its request object, so unsigned garbage used to end in a 500): a request that
-    is unsigned, too large, not UTF-8 or not a Slack payload gets a 4xx and one log line."""
+    is unsigned, too large, not UTF-8 or not a Slack payload gets a 4xx and one log line.
+
+    /healthz answers 503 when `check` (the database's ping) fails or takes over 2 s, so a load
+    balancer stops sending requests to a replica that cannot reach the database."""
     verifier = SignatureVerifier(signing_secret or app._signing_secret)
 
     work = getattr(app, "work", None)
@@ -111,7 +117,14 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, **(health or {})})
+        if check is None:
+            return web.json_response({"ok": True, **(health or {})})
+        try:
+            await asyncio.wait_for(check(), 2.0)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not ready
+            log.warning("health check: the database did not answer (%s)", type(exc).__name__)
+            return web.json_response({"ok": False, **(health or {}), "database": "unavailable"}, status=503)
+        return web.json_response({"ok": True, **(health or {}), "database": "ok"})
 
     web_app = web.Application(client_max_size=MAX_BODY)
     web_app.router.add_post(EVENTS_PATH, slack_events)

@@ -386,6 +386,22 @@ class Store(ABC):
         The transaction's answer_context still returns what a read in the transaction would."""
         return None
 
+    async def ping(self) -> None:
+        """Raise if the database cannot run a transaction now (for health checks)."""
+        async with self.transaction() as tx:
+            await tx.get_setting("", "", "")
+
+    def on_notice(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(kind)` when a transaction of ANY process sharing the database commits a change
+        that in-process state depends on: "wakeup" (a new deadline or daily schedule: re-read the
+        earliest) or "settings" (a tenant setting: drop caches of settings). A store that only one
+        process uses has nothing to announce (the default)."""
+        return None
+
+    async def listen(self) -> None:
+        """Start receiving the notices of `on_notice` (the scheduler calls it once it runs)."""
+        return None
+
     @abstractmethod
     async def rebuild_scores(self) -> None:
         """Recompute every aggregate (totals, periods, per-score counts, teams) from the facts alone."""

@@ -62,7 +62,7 @@ from .base import (
     Tx,
     WriteConflict,
 )
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, sql_for
 from .sqlite_outbox import SqliteOutboxTx
 
 log = logging.getLogger(__name__)
@@ -908,7 +908,7 @@ class SqliteStore(Store):
             for version, name, sql in sorted(MIGRATIONS):
                 if version <= current:
                     continue
-                for statement in split_statements(sql):
+                for statement in split_statements(sql_for(sql, "sqlite")):
                     await db.execute(statement)
                 await db.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name))
             await db.execute("COMMIT")

@@ -14,7 +14,6 @@ from bot.commands import handle_text
 from bot.engine import QuizEngine
 from bot.replies import DailyPost, Feedback, Leaderboard, Player, QuestionCard, Rejected, Stats, TeamList
 from bot.scheduler import Scheduler
-from bot.store import SqliteStore
 from tests.fakes.bank import correct_letter, wrong_letter
 
 T = "T1"
@@ -211,9 +210,8 @@ async def test_daily_posts_once_and_reveals(engine, bank, clock):
         await engine.daily_answer(member(3), today.post_id, today.question_id, right, "ev-c")
 
 
-async def test_daily_exactly_once_across_restart_and_two_engines(tmp_path, bank, clock):
-    path = tmp_path / "shared.sqlite3"
-    stores = [SqliteStore(path), SqliteStore(path)]
+async def test_daily_exactly_once_across_restart_and_two_engines(new_store, bank, clock):
+    stores = [new_store(), new_store()]
     for s in stores:
         await s.open()
     try:
@@ -242,7 +240,7 @@ async def test_daily_exactly_once_across_restart_and_two_engines(tmp_path, bank,
         await crashing.tick()
         assert len(crashed.posts) == 1
         # restart: a new engine on the same file; after the lease expires it finds the message, no repost
-        restarted_store = SqliteStore(path)
+        restarted_store = new_store()
         await restarted_store.open()
         stores.append(restarted_store)
         restarted = Scheduler(QuizEngine(restarted_store, bank, clock), clock)

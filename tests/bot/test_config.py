@@ -57,3 +57,15 @@ def test_env_file_under_environment(tmp_path):
 def test_tokens_are_not_in_repr(tmp_path):
     s = load(tmp_path, SLACK_BOT_TOKEN="xoxb-1-2-secretvalue", SLACK_SIGNING_SECRET="abcdef0123456789abcd")
     assert "secretvalue" not in repr(s) and "abcdef0123456789abcd" not in repr(s)
+
+
+def test_a_postgresql_url_selects_the_postgresql_store(tmp_path):
+    from bot.store import SqliteStore, store_for
+    from bot.store.postgres import PostgresStore
+
+    url = "postgresql://mldebt:secret@db.internal:5432/mldebt"
+    s = Settings.from_mapping({"MLDEBT_DATABASE": url})
+    assert s.database_url == url and "secret" not in repr(s)  # no writable-folder check for a URL
+    assert isinstance(store_for(s.database_url), PostgresStore)
+    plain = Settings.from_mapping({"MLDEBT_DATABASE": str(tmp_path / "db.sqlite3")})
+    assert plain.database_url is None and isinstance(store_for(plain.database), SqliteStore)

@@ -22,6 +22,7 @@ from tests.fakes.bank import correct_letter, wrong_letter
 
 async def rows(store, sql, params=()):
     async with store.transaction() as tx:
+        await tx.apply_scores()  # aggregates as of now (PostgreSQL folds them in the background)
         return await tx._all(sql, params)
 
 
@@ -362,15 +363,14 @@ async def _tx_of(store):
         return tx
 
 
-async def test_acknowledged_means_committed_for_every_caller_of_a_batch(engine, bank, store, tmp_path):
+async def test_acknowledged_means_committed_for_every_caller_of_a_batch(engine, bank, store, new_store):
     """Forty players answer at once (their answers share COMMITs): when a call returns, its answer is
     already visible to another connection, and the scores read right after include it."""
     from bot.replies import Player
-    from bot.store import SqliteStore
 
     players = [Player("console", "local", f"p{i}", f"P{i}") for i in range(40)]
     cards = [card_of(await engine.start(p, "challenge")) for p in players]
-    async with SqliteStore(tmp_path / "quiz.sqlite3") as other:
+    async with new_store() as other:
 
         async def answer(p, card) -> bool:
             await engine.answer(p, card.session_id, card.question_id, correct_letter(bank, card), f"b-{p.user}")

@@ -14,7 +14,6 @@ from bot import outbox
 from bot.outbox import PAUSE_AFTER, KindSender, OutboxWorker
 from bot.platform_errors import Permanent, Transient
 from bot.replies import BadgeAwarded, Choice, DailyPost, Player
-from bot.store import SqliteStore
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -226,10 +225,9 @@ async def test_a_dead_workers_claim_is_taken_over_after_its_lease_and_reconciled
         assert await tx.outbox_settle(claimed, clock.now().timestamp()) is False
 
 
-async def test_chunks_are_sent_while_the_next_is_claimed_and_two_workers_never_double_send(tmp_path, clock):
+async def test_chunks_are_sent_while_the_next_is_claimed_and_two_workers_never_double_send(new_store, clock):
     clock.set(T0)
-    path = tmp_path / "shared.sqlite3"
-    stores = [SqliteStore(path), SqliteStore(path)]
+    stores = [new_store(), new_store()]  # two processes' stores on one database (SKIP LOCKED on PostgreSQL)
     for s in stores:
         await s.open()
     try:

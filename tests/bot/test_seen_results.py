@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot import errors
@@ -13,7 +14,8 @@ from bot.commands import handle_text
 from bot.engine import QuizEngine
 from bot.replies import Feedback, Notice, Player, QuestionCard, Rejected, Skipped, Summary, TeamList, TimeUp
 from bot.store import SqliteStore
-from bot.store.migrations import MIGRATIONS
+from bot.store.migrations import MIGRATIONS, sql_for
+from bot.store.postgres import PostgresStore
 from bot.text import clean, command_text, fold_key
 from tests.fakes.bank import correct_letter, wrong_letter
 
@@ -160,7 +162,7 @@ async def test_migration_7_refolds_team_keys_and_keeps_a_clash_reachable(tmp_pat
                  "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
     for version, name, sql in MIGRATIONS:
         if version < 7:
-            conn.executescript(sql)
+            conn.executescript(sql_for(sql, "sqlite"))
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name))
     conn.execute("INSERT INTO players (id, platform, tenant, user_id, created_at) VALUES (1, 'discord', 'G', 'U', 0)")
     # keys as the old code wrote them (NFC + casefold): full width stayed full width
@@ -175,5 +177,35 @@ async def test_migration_7_refolds_team_keys_and_keeps_a_clash_reachable(tmp_pat
         assert await store.schema_version() >= 7
         assert await rows(store, "SELECT id, name_key FROM teams ORDER BY id") == [
             (1, "admins"), (2, "ａｄｍｉｎｓ"), (3, "ml ops")]  # the younger clash keeps its old key
+    finally:
+        await store.close()
+
+
+async def test_migration_7_refolds_team_keys_on_postgresql_by_the_same_rule(postgres_url: str):
+    """PostgreSQL has no case folding in SQL: the store re-keys the teams in Python right after step 7."""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")  # back to before step 7
+        await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                           "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        for version, name, sql in sorted(MIGRATIONS):
+            if version < 7:
+                await conn.execute(sql_for(sql, "postgresql"))
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+        await conn.execute("INSERT INTO players (id, platform, tenant, user_id, created_at) "
+                           "VALUES (1, 'discord', 'G', 'U', 0)")
+        for team_id, name in ((1, "Admins"), (2, "Ａｄｍｉｎｓ"), (3, "ＭＬ Ops"), (4, "STRASSE"), (5, "Straße")):
+            await conn.execute("INSERT INTO teams (id, scope, name, name_key, created_by, created_at) "
+                               "VALUES ($1, 'discord:G', $2, $3, 1, 0)", team_id, name, name.lower())
+    finally:
+        await conn.close()
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        assert await store.schema_version() >= 7
+        async with store.transaction() as tx:
+            got = [tuple(r) for r in await tx._all("SELECT id, name_key FROM teams ORDER BY id")]
+        # the younger clashes keep their old keys; casefold makes Straße "strasse", as in SQLite
+        assert got == [(1, "admins"), (2, "ａｄｍｉｎｓ"), (3, "ml ops"), (4, "strasse"), (5, "straße")]
     finally:
         await store.close()

@@ -29,7 +29,7 @@ async def test_http_mode_through_the_real_server(core, client, fake, db, bank):
         assert rt.mode == "http" and rt.port
         base = f"http://127.0.0.1:{rt.port}"
         async with http.get(base + "/healthz") as r:
-            assert r.status == 200 and await r.json() == {"ok": True, "slack": "http"}
+            assert r.status == 200 and await r.json() == {"ok": True, "slack": "http", "database": "ok"}
         ws = Workspace(fake, rt.app, BackgroundTracker(rt.app), bank)
         ws.http, ws.events_url = http, base + "/slack/events"
         alice = ws.user()
@@ -48,6 +48,14 @@ async def test_http_mode_through_the_real_server(core, client, fake, db, bank):
         await ws.tracker.idle()
     assert db.rows("SELECT outcome FROM answers") == [("correct",)]
     assert db.rows("SELECT route FROM sessions")[0][0].startswith('{"response_url":"http://127.0.0.1:')
+
+
+async def test_healthz_answers_503_when_the_database_cannot_answer(core, client):
+    async with slack_running(core, client=client) as rt, aiohttp.ClientSession() as http:
+        await core.store.close()  # as if the database went away
+        async with http.get(f"http://127.0.0.1:{rt.port}/healthz") as r:
+            assert r.status == 503
+            assert await r.json() == {"ok": False, "slack": "http", "database": "unavailable"}
 
 
 async def test_socket_mode_session(core, client, fake, db, settings):

@@ -1,0 +1,144 @@
+"""The outbox's SQL for the asyncpg store (mixed into PostgresTx, which supplies _one/_all/_run).
+
+The same statements as bot/store/sqlite_outbox.py, with two differences that several processes on
+one database need: a claim locks the rows it takes with FOR UPDATE SKIP LOCKED, so two workers
+claiming at once take different entries instead of waiting for (or aborting on) each other, and
+parameters that are only compared with NULL carry a type (PostgreSQL cannot infer one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from .outbox import OutboxEntry, OutboxTx, TargetState
+
+_COLS = ("id, key, platform, tenant, kind, target, payload, status, not_before, expires_at, lease_until, "
+         "attempts, last_error, error_detail, error_fix, first_error_at, sent_ref, created_at, updated_at")
+_TARGET_COLS = "platform, tenant, target, state, reason, detail, fix, since, updated_at"
+
+
+def _marks(values: Collection[str]) -> str:
+    return ", ".join("?::text" for _ in values) or "NULL"
+
+
+class PostgresOutboxTx(OutboxTx):
+    """Uses PostgresTx's `_one`, `_all` and `_run` (each sends the queued writes first)."""
+
+    async def enqueue(self, platform: str, tenant: str, kind: str, key: str, target: str, payload: str,
+                      now: float, *, not_before: float | None = None, expires_at: float | None = None) -> bool:
+        changed = await self._run(
+            f"INSERT INTO outbox ({_COLS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, "
+            "CASE WHEN EXISTS (SELECT 1 FROM outbox_targets WHERE platform = ? AND tenant = ? "
+            "AND target IN (?, '') AND state = 'paused') THEN 'paused' ELSE 'pending' END, "
+            "?, ?, NULL, 0, NULL, NULL, NULL, NULL, NULL, ?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, platform, tenant, kind, target, payload, platform, tenant, target,
+             now if not_before is None else not_before, expires_at, now, now))
+        if changed == 1:
+            self._wake()  # other processes' workers may deliver it
+        return changed == 1
+
+    async def outbox_claim(self, routes: Collection[str], now: float, lease_until: float,
+                           limit: int) -> list[OutboxEntry]:
+        plats = tuple(routes)
+        rows = await self._all(
+            "WITH due AS (SELECT id FROM outbox WHERE status = 'pending' AND not_before <= ? "
+            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?) "
+            "ORDER BY not_before, id LIMIT ? FOR UPDATE SKIP LOCKED), "
+            "lapsed AS (SELECT id FROM outbox WHERE status = 'sending' AND lease_until <= ? "
+            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?) "
+            "LIMIT ? FOR UPDATE SKIP LOCKED) "
+            "UPDATE outbox SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? "
+            f"WHERE id IN (SELECT id FROM due UNION ALL SELECT id FROM lapsed) RETURNING {_COLS}",
+            (now, *plats, now, limit, now, *plats, now, limit, lease_until, now))
+        return sorted((OutboxEntry(*r) for r in rows), key=lambda e: (e.not_before, e.id))
+
+    async def outbox_drop_expired(self, now: float) -> list[OutboxEntry]:
+        rows = await self._all(
+            "UPDATE outbox SET status = 'dropped', lease_until = NULL, updated_at = ? WHERE id IN ("
+            "SELECT id FROM outbox WHERE expires_at <= ? AND (status IN ('pending', 'paused') "
+            "OR (status = 'sending' AND lease_until <= ?)) FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_COLS}", (now, now, now))
+        return [OutboxEntry(*r) for r in rows]
+
+    async def outbox_settle(self, entry: OutboxEntry, now: float) -> bool:
+        e = entry
+        changed = await self._run(
+            "UPDATE outbox SET status = ?, not_before = ?, lease_until = NULL, last_error = ?, error_detail = ?, "
+            "error_fix = ?, first_error_at = ?, sent_ref = ?, updated_at = ? "
+            "WHERE id = ? AND status = 'sending' AND lease_until = ?",
+            (e.status, e.not_before, e.last_error, e.error_detail, e.error_fix, e.first_error_at, e.sent_ref, now,
+             e.id, e.lease_until))
+        return changed == 1
+
+    async def outbox_set(self, key: str, status: str, reason: str | None, detail: str | None, fix: str | None,
+                         now: float) -> bool:
+        changed = await self._run(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, error_detail = ?, error_fix = ?, "
+            "first_error_at = CASE WHEN ?::text IS NULL THEN NULL ELSE COALESCE(first_error_at, ?) END, "
+            "updated_at = ? WHERE key = ? AND status NOT IN ('sent', 'dropped')",
+            (status, reason, detail, fix, reason, now, now, key))
+        return changed == 1
+
+    async def outbox_get(self, key: str) -> OutboxEntry | None:
+        row = await self._one(f"SELECT {_COLS} FROM outbox WHERE key = ?", (key,))
+        return OutboxEntry(*row) if row else None
+
+    async def outbox_entries(self, platform: str, tenant: str | None, kind: str | None,
+                             statuses: Collection[str]) -> list[OutboxEntry]:
+        st = tuple(statuses)
+        rows = await self._all(
+            f"SELECT {_COLS} FROM outbox WHERE platform = ? AND (?::text IS NULL OR tenant = ?) "
+            f"AND (?::text IS NULL OR kind = ?) AND status IN ({_marks(st)}) ORDER BY created_at, id",
+            (platform, tenant, tenant, kind, kind, *st))
+        return [OutboxEntry(*r) for r in rows]
+
+    async def outbox_move(self, platform: str, tenant: str, target: str | None, kind: str | None,
+                          from_statuses: Collection[str], to_status: str, now: float) -> int:
+        st = tuple(from_statuses)
+        moved = await self._run(
+            "UPDATE outbox SET status = ?, not_before = CASE WHEN ?::text = 'pending' THEN ? ELSE not_before END, "
+            "lease_until = NULL, updated_at = ? WHERE platform = ? AND tenant = ? "
+            "AND (?::text IS NULL OR target = ?) "
+            f"AND (?::text IS NULL OR kind = ?) AND status IN ({_marks(st)}) "
+            "AND (?::text != 'pending' OR expires_at IS NULL OR expires_at > ?)",
+            (to_status, to_status, now, now, platform, tenant, target, target, kind, kind, *st, to_status, now))
+        if moved and to_status == "pending":
+            self._wake()
+        return moved
+
+    async def next_outbox_event(self, routes: Collection[str]) -> float | None:
+        r = tuple(routes)
+        row = await self._one(
+            "SELECT MIN(t) FROM (SELECT MIN(not_before) AS t FROM outbox WHERE status = 'pending' "
+            f"AND platform || ':' || kind IN ({_marks(r)}) UNION ALL SELECT MIN(lease_until) FROM outbox "
+            f"WHERE status = 'sending' AND platform || ':' || kind IN ({_marks(r)})) x", (*r, *r))
+        return row[0] if row else None
+
+    async def target_state(self, platform: str, tenant: str, target: str) -> TargetState | None:
+        row = await self._one(f"SELECT {_TARGET_COLS} FROM outbox_targets WHERE platform = ? AND tenant = ? "
+                              "AND target = ?", (platform, tenant, target))
+        return TargetState(*row) if row else None
+
+    async def set_target_state(self, row: TargetState) -> None:
+        r = row
+        await self._run(
+            f"INSERT INTO outbox_targets ({_TARGET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (platform, tenant, target) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
+            "detail = excluded.detail, fix = excluded.fix, since = excluded.since, updated_at = excluded.updated_at",
+            (r.platform, r.tenant, r.target, r.state, r.reason, r.detail, r.fix, r.since, r.updated_at))
+
+    async def clear_target_state(self, platform: str, tenant: str, target: str | None) -> int:
+        return await self._run("DELETE FROM outbox_targets WHERE platform = ? AND tenant = ? "
+                               "AND (?::text IS NULL OR target = ?)", (platform, tenant, target, target))
+
+    async def target_states(self, platform: str | None, tenant: str | None) -> list[TargetState]:
+        rows = await self._all(
+            f"SELECT {_TARGET_COLS} FROM outbox_targets WHERE (?::text IS NULL OR platform = ?) "
+            "AND (?::text IS NULL OR tenant = ?) ORDER BY platform, tenant, target",
+            (platform, platform, tenant, tenant))
+        return [TargetState(*r) for r in rows]
+
+    async def first_sight(self, platform: str, key: str, now: float) -> bool:
+        changed = await self._run("INSERT INTO inbound_seen (platform, key, seen_at) VALUES (?, ?, ?) "
+                                  "ON CONFLICT DO NOTHING", (platform, key, now))
+        return changed == 1
