@@ -167,14 +167,21 @@ def cmd_bank_check(paths: Sequence[Path] | None, out=None, err=None) -> int:
     return 0
 
 
+def _valid_bank(paths: Sequence[Path] | None, err) -> Bank | None:
+    """The bank for a report over it, or None after one line saying to run the full check."""
+    try:
+        return load_bank(paths)
+    except BankError as exc:
+        print(f"The bank is invalid ({len(exc.problems)} problems); run `mldebt bank check`.", file=err)
+        return None
+
+
 def cmd_bank_stats(paths: Sequence[Path] | None, out=None, err=None) -> int:
     from .bank_stats import coverage_report
 
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        bank = load_bank(paths)
-    except BankError as exc:
-        print(f"The bank is invalid ({len(exc.problems)} problems); run `mldebt bank check`.", file=err)
+    bank = _valid_bank(paths, err)
+    if bank is None:
         return 1
     report, ok = coverage_report(bank)
     print(report, file=out)
@@ -189,10 +196,8 @@ def cmd_bank_report(paths: Sequence[Path] | None, database: Path | str, fmt: str
     from .item_report import RENDERERS
 
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        bank = load_bank(paths)
-    except BankError as exc:
-        print(f"The bank is invalid ({len(exc.problems)} problems); run `mldebt bank check`.", file=err)
+    bank = _valid_bank(paths, err)
+    if bank is None:
         return 1
     if isinstance(database, Path) and not database.is_file():
         print(f"No database at {database}: nothing has been answered yet (or set MLDEBT_DATABASE).", file=err)
