@@ -199,7 +199,7 @@ class MlDebtBot(commands.Bot):
 
     async def retry_roles_command(self, interaction: discord.Interaction) -> None:
         """The admin fixed the cause: the outbox retries this server's failed and paused grants now
-        (`admin retry`); the reply is the admin status as it stands, the results follow in it."""
+        (`admin retry`, a trigger: the scheduler's worker grants them, `status` shows what still waits)."""
         player = player_of(interaction)
         surface = InteractionSurface(interaction, player)
         if not await surface.ack(update=False):
@@ -236,16 +236,17 @@ class MlDebtBot(commands.Bot):
 
     async def find_celebration(self, entry: OutboxEntry) -> str | None:
         """After an interrupted attempt: the celebration if it was posted already (recent channel history)."""
-        _, channel, content = self._celebration_of(entry)
+        badge, channel, content = self._celebration_of(entry)
         if not channel:
             return None
-        return await call(self._find_message(channel, content),
+        # the first attempt may have been worded before the role existed (no mention)
+        return await call(self._find_message(channel, {content, celebration(badge, None)}),
                           Attempt("look for an earlier badge celebration", channel_id=channel))
 
-    async def _find_message(self, channel: int, content: str) -> str | None:
+    async def _find_message(self, channel: int, contents: set[str]) -> str | None:
         me = self.user
         async for message in self.get_partial_messageable(channel).history(limit=FIND_LIMIT):
-            if me is not None and message.author.id == me.id and message.content == content:
+            if me is not None and message.author.id == me.id and message.content in contents:
                 return str(message.id)
         return None
 

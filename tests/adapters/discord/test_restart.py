@@ -88,8 +88,8 @@ async def test_a_badge_s_celebration_and_role_survive_a_crash_and_are_delivered_
     await play(world, world.alice)
     if killed == "mid_delivery":
         claimed = {e.kind: e for e in await world.scheduler.outbox._claim(["discord:grant", "discord:celebration"])}
+        await world.env.bot.send_celebration(claimed["celebration"])  # before the role existed: no mention
         await world.env.bot.roles.send(claimed["grant"])
-        await world.env.bot.send_celebration(claimed["celebration"])
     puts_before = len(role_puts(world))
 
     store = SqliteStore(world.db)  # the new process: its own store, engine, scheduler and bot
