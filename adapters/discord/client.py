@@ -231,7 +231,8 @@ class MlDebtBot(commands.Bot):
             log.info("badge of %s: no channel known to celebrate in", badge.player.user)
             return None
         message = await call(self.get_partial_messageable(channel).send(content),
-                             Attempt("post the badge celebration", channel_id=channel))
+                             Attempt("post the badge celebration", channel_id=channel,
+                                     then="so that the next badges are celebrated there"))
         return str(message.id)
 
     async def find_celebration(self, entry: OutboxEntry) -> str | None:

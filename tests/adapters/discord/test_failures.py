@@ -343,3 +343,16 @@ async def test_a_command_sync_discord_refuses_at_start_up_is_one_warning_not_a_f
     started = await world.alice.slash(world.channel, "mldebt challenge")  # the commands synced before still work
     assert started.response.embeds[0].title == "Mastery challenge · 1/5"
     assert world.env.errors == []
+
+
+async def test_a_celebration_the_channel_refuses_fails_with_the_fix_and_the_role_is_still_granted(world, faults):
+    await play(world, world.alice)
+    faults.code("POST", "/channels/*/messages", 403, 50013, "Missing Permissions")
+    await world.scheduler.outbox.run_once()
+    rows = world.query("SELECT kind, status, last_error, error_fix FROM outbox ORDER BY kind")
+    assert rows == [("celebration", "failed", "missing_permission",
+                     f"Give mldebt View Channel, Send Messages and Embed Links in <#{world.channel.id}> (the "
+                     "channel's Permissions tab), so that the next badges are celebrated there."),
+                    ("grant", "sent", None, None)]
+    assert world.channel.history() == []
+    assert world.env.errors == []
