@@ -100,7 +100,7 @@ def _route_target(route: str | None) -> str:
         data = json.loads(route) if route else None
     except ValueError:
         return ""
-    channel = data.get("channel") if isinstance(data, dict) else None
+    channel = (data.get("channel") or data.get("channel_id")) if isinstance(data, dict) else None
     return str(channel) if channel else ""
 
 
@@ -729,14 +729,6 @@ class QuizEngine(CommunityMixin):
                 out.append(PendingGrant(player, data["badge"], reason, e.attempts, _ts(e.first_error_at or e.created_at)))
         return out
 
-    @retried
-    async def record_grant(self, player: Player, badge: str, *, ok: bool, reason: str | None = None) -> None:
-        """The adapter tried the platform grant itself: done, or still pending with the reason."""
-        async with self._tx() as tx:
-            pid = await self._player_id(tx, player)
-            await tx.outbox_set(f"grant:{pid}:{badge}", "sent" if ok else "pending", None if ok else "refused",
-                                reason, None, self._now())
-
     # -- the outbox: intents written with the facts that cause them (see bot/outbox.py) ----------
 
     async def _enqueue_badge(self, tx: Tx, session: SessionRow, badge: BadgeAwarded) -> None:
@@ -749,7 +741,8 @@ class QuizEngine(CommunityMixin):
         if "celebration" in self.outbox_kinds.get(player.platform, ()):
             await tx.enqueue(player.platform, player.tenant, "celebration",
                              f"celebration:{session.player_id}:{badge.badge}", _route_target(session.route),
-                             outbox.dumps({"badge": badge, "route": session.route}), now,
+                             outbox.dumps({"badge": badge, "route": session.route,
+                                           "channel": _route_target(session.route)}), now,
                              expires_at=now + CELEBRATION_TTL)
         self.deadlines_changed.set()
 

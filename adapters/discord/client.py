@@ -3,8 +3,8 @@
 The bot translates: an app command or a click becomes a bot.commands call with the player
 `Player("discord", guild id, user id, display name)`, and the replies are shown by turn.present.
 It keeps nothing about quizzes in memory: sessions, deadlines, where each question is shown and
-pending role grants are in the database, and the buttons carry ids only, so a restarted bot (or a
-second process) picks up where the last one stopped.
+the outbox (time-outs, badge celebrations, role grants, daily posts) are in the database, and the
+buttons carry ids only, so a restarted bot (or a second process) picks up where the last one stopped.
 
 Intents: guilds only (the role cache and guild events). No message content, no members: members
 come with each interaction, and a pending grant fetches its member over REST.
@@ -23,13 +23,15 @@ from bot.commands import Action, handle_action, handle_text
 from bot.config import Settings
 from bot.engine import Delivery, QuizEngine
 from bot.errors import QuizError
+from bot.outbox import OutboxEntry, loads
 from bot.platform_errors import Permanent, PlatformError
-from bot.replies import Feedback, Notice, Player, Rejected, Reply, Skipped, TimeUp
+from bot.replies import BadgeAwarded, Feedback, Player, Rejected, Reply, Skipped, TimeUp
+from bot.scheduler import Scheduler
 
 from .components import QuizButton
-from .daily import DailyPoster
+from .daily import FIND_LIMIT, DailyPoster
 from .errors import ACK_TIMEOUT, Attempt, call
-from .render import Outgoing
+from .render import Outgoing, celebration
 from .roles import PLATFORM, RoleGranter
 from .routes import Route
 from .sync import sync_if_changed
@@ -85,15 +87,23 @@ class MlDebtBot(commands.Bot):
         self.settings = settings
         self.engine = engine
         self.sync_commands = sync_commands
-        self.roles = RoleGranter(engine, settings.discord_mastery_role)
+        self.roles = RoleGranter(self.get_guild, settings.discord_mastery_role)
         self.daily = DailyPoster(self)
         # the work behind acknowledged interactions, a few at a time: acknowledgements never queue
         # behind a burst's rendering and database round trips (bench/discord_ack.py)
         self.work_slots = asyncio.Semaphore(WORK_SLOTS)
-        engine.grant_platforms.add(PLATFORM)  # every new badge also stores a pending role grant
+        engine.grant_platforms.add(PLATFORM)  # every new badge also writes its role grant to the outbox
         engine.channel_probes[PLATFORM] = self.probe_channel  # `daily set` checks the channel first
         for group in command_groups():
             self.tree.add_command(group)
+
+    def attach(self, scheduler: Scheduler) -> None:
+        """Deliver this platform's outbox entries through `scheduler`'s worker: time-outs, badge role
+        grants and celebrations, daily posts and reveals (a rebuilt bot replaces the last one's)."""
+        scheduler.register(PLATFORM, self.deliver)
+        scheduler.deliver(PLATFORM, "grant", self.roles.send)
+        scheduler.deliver(PLATFORM, "celebration", self.send_celebration, self.find_celebration)
+        scheduler.register_daily(PLATFORM, self.daily)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(QuizButton)
@@ -119,15 +129,9 @@ class MlDebtBot(commands.Bot):
 
     # -- events -----------------------------------------------------------------------------------
 
-    async def on_ready(self) -> None:
-        """On start (and after a reconnect that needed a new session): retry the pending role grants."""
-        for guild in list(self.guilds):
-            await self.roles.retry(guild)
-
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        """Added (back) to a server: resume what its removal paused, then the pending role grants."""
+        """Added (back) to a server: resume what its removal paused (grants included, by the outbox)."""
         await self.engine.tenant_restored(PLATFORM, str(guild.id))
-        await self.roles.retry(guild)
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Kicked, banned or the server deleted: pause its daily posts and grants instead of failing them."""
@@ -194,18 +198,58 @@ class MlDebtBot(commands.Bot):
             return refused
 
     async def retry_roles_command(self, interaction: discord.Interaction) -> None:
+        """The admin fixed the cause: the outbox retries this server's failed and paused grants now
+        (`admin retry`, a trigger: the scheduler's worker grants them, `status` shows what still waits)."""
         player = player_of(interaction)
         surface = InteractionSurface(interaction, player)
-        if not await surface.ack(update=False):  # several Discord calls per grant: acknowledged first
+        if not await surface.ack(update=False):
             return
-        if not is_admin(interaction) or interaction.guild is None:
+        if not is_admin(interaction):
             await present(self, surface, [Rejected(NOT_ADMIN, "NotAdmin")])
             return
-        granted, pending = await self.roles.retry(interaction.guild)
-        replies = await self.engine.admin_status(player, celebrate_default=self.settings.celebrate)
-        note = Notice(f"Retried the pending Mastery roles: {granted} granted, {pending} still pending."
-                      if granted or pending else "No pending Mastery roles to retry.")
-        await present(self, surface, [note, *replies])
+        await present(self, surface, await self.engine.retry_deliveries(player,
+                                                                        celebrate_default=self.settings.celebrate))
+
+    # -- the outbox's celebration -----------------------------------------------------------------
+
+    def _celebration_of(self, entry: OutboxEntry) -> tuple[BadgeAwarded, int, str]:
+        data = loads(entry.payload)
+        badge: BadgeAwarded = data["badge"]
+        route = Route.decode(data.get("route"))
+        channel = int(data.get("channel") or (route.channel_id if route is not None else 0))
+        guild = self.roles.guild(entry.tenant)
+        name = self.roles.role_for(badge.badge)
+        role = discord.utils.get(guild.roles, name=name) if guild is not None and name else None
+        return badge, channel, celebration(badge, role.mention if role is not None else None)
+
+    async def send_celebration(self, entry: OutboxEntry) -> str | None:
+        """Post a badge's public celebration in the channel where it was earned (unless turned off)."""
+        badge, channel, content = self._celebration_of(entry)
+        if not await self.engine.tenant_flag(PLATFORM, entry.tenant, "celebrate", self.settings.celebrate):
+            return "off"
+        if not channel:
+            log.info("badge of %s: no channel known to celebrate in", badge.player.user)
+            return None
+        message = await call(self.get_partial_messageable(channel).send(content),
+                             Attempt("post the badge celebration", channel_id=channel,
+                                     then="so that the next badges are celebrated there"))
+        return str(message.id)
+
+    async def find_celebration(self, entry: OutboxEntry) -> str | None:
+        """After an interrupted attempt: the celebration if it was posted already (recent channel history)."""
+        badge, channel, content = self._celebration_of(entry)
+        if not channel:
+            return None
+        # the first attempt may have been worded before the role existed (no mention)
+        return await call(self._find_message(channel, {content, celebration(badge, None)}),
+                          Attempt("look for an earlier badge celebration", channel_id=channel))
+
+    async def _find_message(self, channel: int, contents: set[str]) -> str | None:
+        me = self.user
+        async for message in self.get_partial_messageable(channel).history(limit=FIND_LIMIT):
+            if me is not None and message.author.id == me.id and message.content in contents:
+                return str(message.id)
+        return None
 
     # -- the scheduler's time-outs ----------------------------------------------------------------
 

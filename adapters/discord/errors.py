@@ -49,7 +49,7 @@ class Attempt:
     """What the bot was doing when Discord failed, so the fix names the right channel or role.
 
     `what` completes "while trying to ...". `guild` and `role` let a refused role grant say
-    whether the permission or the role order is the problem.
+    whether the permission or the role order is the problem; `then` ends a channel permission's fix.
     """
 
     what: str
@@ -57,6 +57,7 @@ class Attempt:
     role_name: str | None = None
     guild: discord.Guild | None = None
     role: discord.Role | None = None
+    then: str = f"then run {DAILY_SET} again"  # what follows a channel permission's fix
 
 
 def _channel(attempt: Attempt) -> str:
@@ -151,7 +152,7 @@ def _http(exc: discord.HTTPException, attempt: Attempt) -> PlatformError:
                              f"{DAILY_SET}.", scope="target")
         return Permanent("missing_permission", f"mldebt lacks a permission in {_channel(attempt)} {while_}.",
                          f"Give mldebt View Channel, Send Messages and Embed Links in {_channel(attempt)} "
-                         f"(the channel's Permissions tab), then run {DAILY_SET} again.", scope="target")
+                         f"(the channel's Permissions tab), {attempt.then}.", scope="target")
     if code == INVALID_FORM_BODY or status == 400:
         return Permanent("invalid_request", f"Discord rejected the request as malformed {while_} "
                                             f"(code {code}: {exc.text[:200]}).",

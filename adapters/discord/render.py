@@ -342,8 +342,8 @@ def admin_embed(reply: AdminStatus) -> discord.Embed:
                 for s in reply.schedules]
         embed.add_field(name="Daily question schedules", value=clip("\n".join(rows), FIELD_MAX), inline=False)
     if reply.pending:
-        embed.set_footer(text="Fix the cause, then run /mldebt-admin retry-roles. Grants are also retried "
-                              "whenever the bot starts.")
+        embed.set_footer(text="Fix the cause, then run /mldebt-admin retry-roles. Passing failures are "
+                              "retried on their own.")
     return fit(embed)
 
 
@@ -405,13 +405,11 @@ def hint_embed(reply: Hint) -> discord.Embed:
     return discord.Embed(title=f"{HINT} Hint", description=clip(reply.hint + cost, DESCRIPTION_MAX), colour=GOLD)
 
 
-def badge_note(reply: BadgeAwarded, role: str | None, granted: bool) -> discord.Embed:
+def badge_note(reply: BadgeAwarded, role: str | None) -> discord.Embed:
     lines = [f"You earned the **{reply.badge}** badge: 5/5!"]
-    if role and granted:
-        lines.append(f"You now have the **{safe(role)}** role.")
-    elif role:
-        lines.append(f"The **{safe(role)}** role could not be added yet; the server admins can see why "
-                     "(`/mldebt-admin status`) and it will be retried.")
+    if role:
+        lines.append(f"The **{safe(role)}** role is being added to you; if it cannot be, the server admins see "
+                     "why in `/mldebt-admin status`.")
     return discord.Embed(title="🏅 Badge earned", description="\n".join(lines), colour=GOLD)
 
 

@@ -1,4 +1,4 @@
-"""`mldebt run` with DISCORD_TOKEN set: the bot on the shared engine, time-outs from the scheduler.
+"""`mldebt run` with DISCORD_TOKEN set: the bot on the shared engine, its outbox entries delivered by the scheduler.
 
 Logging in is the start-up step that needs the network. When Discord cannot be reached, each try is
 one log line and a growing wait, then the command exits with one line (bot.cli.connect_with_retries);
@@ -17,7 +17,6 @@ import discord
 from bot.cli import STARTUP_RETRY_DELAYS, Core, StartupFailed, connect_with_retries
 
 from .client import build_bot
-from .roles import PLATFORM
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +47,13 @@ async def run_discord(core: Core, *, retry_delays: Sequence[float] = STARTUP_RET
     quiet_voice_warnings()
     assert core.settings.discord_token is not None
     bot = build_bot(core.settings, core.engine)
-    core.scheduler.register(PLATFORM, bot.deliver)
-    core.scheduler.register_daily(PLATFORM, bot.daily)
+    bot.attach(core.scheduler)
 
     async def log_in() -> None:
         nonlocal bot
         if bot.is_closed():  # a failed try closed its client: the next one gets a fresh one
             bot = build_bot(core.settings, core.engine)
-            core.scheduler.register(PLATFORM, bot.deliver)
-            core.scheduler.register_daily(PLATFORM, bot.daily)
+            bot.attach(core.scheduler)
         try:
             await bot.login(core.settings.discord_token)
         except BaseException:

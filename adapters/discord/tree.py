@@ -177,7 +177,7 @@ class AdminCommands(app_commands.Group):
     async def items(self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 25] = 10) -> None:
         await run_admin(interaction, "admin", "items", str(count))
 
-    @app_commands.command(name="retry-roles", description="Try the pending Mastery role grants again now")
+    @app_commands.command(name="retry-roles", description="After fixing the cause: try the refused Mastery roles again now")
     async def retry_roles(self, interaction: discord.Interaction) -> None:
         await _bot(interaction).retry_roles_command(interaction)
 

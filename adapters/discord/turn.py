@@ -32,7 +32,7 @@ from bot.replies import BadgeAwarded, Feedback, Hint, Player, Reply, Skipped, Ti
 
 from .components import read_buttons
 from .errors import ACK_TIMEOUT, Attempt, call
-from .render import Outgoing, apply_to_card, badge_note, celebration, compose
+from .render import Outgoing, apply_to_card, badge_note, compose
 from .routes import Route, remember
 
 if TYPE_CHECKING:
@@ -185,8 +185,8 @@ async def present(bot: MlDebtBot, surface: Surface, replies: Sequence[Reply], *,
     """Show one turn's replies. `card_question`: the question the surface's current message shows.
 
     True if everything was shown. A Discord failure stops the messages of the turn (the next
-    ones would fail the same way) but not its badge: the role grant and the celebration do not
-    depend on the interaction. A result that could not be shown is noted for the next interaction.
+    ones would fail the same way) but not its badge: the role grant and the celebration are outbox
+    entries, delivered whatever happens to the interaction. A result that could not be shown is noted for the next interaction.
     `retryable` (an outbox delivery): a failure of the very first call is raised instead, so the
     outbox retries or fails the entry; once something was shown, a retry would show it twice.
     """
@@ -255,24 +255,12 @@ async def _remember(bot: MlDebtBot, surface: Surface, message_id: int, session_i
 
 
 async def _badge(bot: MlDebtBot, surface: Surface, badge: BadgeAwarded, shown: bool) -> None:
-    """Grant the role (recorded as done or pending by the engine), tell the player, celebrate."""
-    role_name = bot.roles.role_for(badge.badge)
-    guild = surface.guild
-    granted, role = False, None
-    if guild is not None:
-        member = surface.member if surface.member is not None and str(surface.member.id) == badge.player.user \
-            else None
-        result = await bot.roles.grant(guild, badge.player, badge.badge, member=member)
-        granted, role = result.ok, result.role
-    else:
-        log.warning("guild %s unavailable; the badge role stays pending and is retried", badge.player.tenant)
-    tenant = badge.player.tenant
-    celebrate = await bot.engine.tenant_flag(badge.player.platform, tenant, "celebrate", bot.settings.celebrate)
+    """Tell the player about their badge. Its role grant and public celebration are outbox entries,
+    written with the badge and delivered by the scheduler's worker (woken by the new entries), so a
+    crash or a dead interaction loses neither."""
+    if not shown:
+        return
     try:
-        if shown:
-            await surface.send(Outgoing(embeds=[badge_note(badge, role_name, granted)]))
-        if celebrate:
-            mention = role.mention if granted and role is not None else None
-            await surface.send(Outgoing(content=celebration(badge, mention), private=False))
+        await surface.send(Outgoing(embeds=[badge_note(badge, bot.roles.role_for(badge.badge))]))
     except PlatformError as exc:
-        log.warning("could not announce the badge of player %s (%s: %s)", badge.player.user, exc.reason, exc.detail)
+        log.warning("could not tell player %s about the badge (%s: %s)", badge.player.user, exc.reason, exc.detail)

@@ -84,10 +84,6 @@ class OutboxTx(ABC):
     async def outbox_settle(self, entry: OutboxEntry, now: float) -> bool:
         """Write the entry's status, times, error and ref, if the caller's claim (lease) still holds."""
     @abstractmethod
-    async def outbox_set(self, key: str, status: str, reason: str | None, detail: str | None, fix: str | None,
-                         now: float) -> bool:
-        """Record the outcome of an entry delivered outside the worker (an adapter's own fast path)."""
-    @abstractmethod
     async def outbox_get(self, key: str) -> OutboxEntry | None: ...
     @abstractmethod
     async def outbox_entries(self, platform: str, tenant: str | None, kind: str | None,

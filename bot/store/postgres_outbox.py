@@ -70,15 +70,6 @@ class PostgresOutboxTx(OutboxTx):
              e.id, e.lease_until))
         return changed == 1
 
-    async def outbox_set(self, key: str, status: str, reason: str | None, detail: str | None, fix: str | None,
-                         now: float) -> bool:
-        changed = await self._run(
-            "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, error_detail = ?, error_fix = ?, "
-            "first_error_at = CASE WHEN ?::text IS NULL THEN NULL ELSE COALESCE(first_error_at, ?) END, "
-            "updated_at = ? WHERE key = ? AND status NOT IN ('sent', 'dropped')",
-            (status, reason, detail, fix, reason, now, now, key))
-        return changed == 1
-
     async def outbox_get(self, key: str) -> OutboxEntry | None:
         row = await self._one(f"SELECT {_COLS} FROM outbox WHERE key = ?", (key,))
         return OutboxEntry(*row) if row else None

@@ -295,8 +295,10 @@ async def test_learn_shows_concept_card(engine):
     assert [t.id for t in topics.topics] == ["alpha", "beta"]
 
 
-async def test_platform_grant_pending_until_recorded(engine, bank, store):
+async def test_platform_grant_pending_until_the_outbox_delivers_it(engine, bank, store, clock):
     from bot.commands import handle_text
+    from bot.outbox import KindSender, OutboxWorker
+    from bot.platform_errors import Permanent
     from bot.replies import AdminStatus, Player, Rejected
 
     dana = Player("discord", "G1", "U9", "Dana")
@@ -305,11 +307,25 @@ async def test_platform_grant_pending_until_recorded(engine, bank, store):
     await play_correct(engine, bank, dana, card)
     [pending] = await engine.pending_grants("discord", "G1")
     assert pending.player.user == "U9" and pending.badge == "Technical Debt Mastery" and pending.attempts == 0
-    await engine.record_grant(dana, "Technical Debt Mastery", ok=False, reason="missing Manage Roles")
+
+    refused = True
+
+    async def grant(entry):
+        if refused:
+            raise Permanent("missing_permission", "missing Manage Roles", "turn on Manage Roles", scope="entry")
+        return "role-1"
+
+    sender = KindSender()
+    sender.on("grant", grant)
+    worker = OutboxWorker(store, clock)
+    worker.register("discord", sender)
+    await worker.run_once()
     status = (await handle_text(engine, dana, "admin status", is_admin=True))[0]
     assert isinstance(status, AdminStatus) and status.celebrate is True
-    assert [(g.reason, g.attempts) for g in status.pending] == [("missing Manage Roles", 1)]
-    await engine.record_grant(dana, "Technical Debt Mastery", ok=True)
+    assert [(g.reason, g.attempts) for g in status.pending] == [("missing_permission: turn on Manage Roles", 1)]
+    refused = False
+    await engine.retry_deliveries(dana, celebrate_default=True)
+    await worker.run_once()
     assert await engine.pending_grants("discord") == []
     denied = await handle_text(engine, dana, "admin celebrate off")
     assert denied == [Rejected("Only workspace or server admins can use `admin` commands.", "NotAdmin")]

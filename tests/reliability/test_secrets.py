@@ -282,8 +282,7 @@ async def test_discord_flows_never_log_or_show_a_token(tmp_path, bank, engine, c
     seen: list[str] = []
     async with simcord.run(build_bot(settings, engine), check_errors=False) as env:
         env.bot.http.token = settings.discord_token  # where `bot.start(token)` keeps it in production
-        scheduler.register("discord", env.bot.deliver)
-        scheduler.register_daily("discord", env.bot.daily)
+        env.bot.attach(scheduler)
         guild = env.create_guild("ML Guild")
         channel = guild.create_text_channel("quiz")
         alice = guild.add_member(env.create_user("alice", global_name="Alice"))
@@ -296,6 +295,7 @@ async def test_discord_flows_never_log_or_show_a_token(tmp_path, bank, engine, c
         env.backend.edit_role(guild.id, guild.roles["TestBot"].id, {"permissions": perms.value})
         world = SimpleNamespace(channel=channel, bank=bank)
         started, last = await play(world, alice)
+        await scheduler.outbox.run_once()  # the badge's role grant (refused, logged) and celebration
         results = [started, last]
         practice = await bob.slash(channel, "mldebt practice")
         results.append(await bob.click(practice.response, label="Hint"))

@@ -1,7 +1,8 @@
 """SimCord fixtures: the real bot from build_bot on the test engine, a guild with two members.
 
 The engine runs on the FakeClock (quiz deadlines); SimCord has its own virtual clock (Discord's side:
-interaction tokens, the 3-second acknowledgement). The scheduler is driven with `tick()`.
+interaction tokens, the 3-second acknowledgement). The scheduler is driven with `tick()`; its outbox
+worker delivers the bot's time-outs, role grants, celebrations and daily posts (as `MlDebtBot.attach`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ class _CurrentBot:
     async def deliver(self, delivery) -> None:
         await self.env.bot.deliver(delivery)
 
+    async def grant(self, entry):
+        return await self.env.bot.roles.send(entry)
+
+    async def celebrate(self, entry):
+        return await self.env.bot.send_celebration(entry)
+
+    async def find_celebration(self, entry):
+        return await self.env.bot.find_celebration(entry)
+
     async def post(self, post):
         return await self.env.bot.daily.post(post)
 
@@ -95,6 +105,8 @@ async def world(simcord_env, engine: QuizEngine, bank: Bank, clock: FakeClock, t
     scheduler = Scheduler(engine, clock)
     current = _CurrentBot(env)
     scheduler.register("discord", current.deliver)
+    scheduler.deliver("discord", "grant", current.grant)
+    scheduler.deliver("discord", "celebration", current.celebrate, current.find_celebration)
     scheduler.register_daily("discord", current)
     return World(env, guild, channel, alice, bob, engine, bank, clock, scheduler, tmp_path / "quiz.sqlite3")
 

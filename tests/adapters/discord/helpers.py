@@ -90,6 +90,11 @@ async def play(world: Any, actor: Any, *, misses: int = 0) -> tuple[Any, Any]:
     return started, clicked
 
 
+async def deliver(world: Any) -> list[Any]:
+    """One run of the scheduler's outbox worker (what the running scheduler does once woken)."""
+    return await world.scheduler.outbox.run_once()
+
+
 def player_row(world: Any, user_id: int) -> int:
     (pid,), = world.query("SELECT id FROM players WHERE platform = 'discord' AND user_id = ?", str(user_id))
     return pid

@@ -6,7 +6,17 @@ import discord
 
 from bot.replies import BADGE_MASTERY
 from bot.scoring import points_for
-from tests.adapters.discord.helpers import buttons, card, field_names, grant, play, right, role_names, wrong
+from tests.adapters.discord.helpers import (
+    buttons,
+    card,
+    deliver,
+    field_names,
+    grant,
+    play,
+    right,
+    role_names,
+    wrong,
+)
 
 ROLE = "Technical Debt Mastery"
 
@@ -37,20 +47,24 @@ async def test_the_question_card_is_an_ephemeral_embed_with_buttons_and_a_countd
 
 async def test_a_whole_challenge_earns_the_badge_the_role_and_a_public_congratulation(world):
     started, last = await play(world, world.alice)
+    assert world.channel.history() == [] and ROLE not in world.guild.roles  # outbox entries, not sent inline
+    await deliver(world)
 
     # the last card: result and explanation shown, every button disabled, the answer in green
     assert field_names(last.response)[0].startswith("✅ Correct! +")
     assert all(b["disabled"] for b in buttons(last.response))
     assert any(b["style"] == discord.ButtonStyle.success.value for b in buttons(last.response))
     assert "⏳" not in last.response.embeds[0].description  # the countdown is gone
-    summary, note, congrats = last.followups
+    summary, note = last.followups  # the player's own replies; the celebration is the outbox's channel post
     assert summary.ephemeral and summary.embeds[0].title == "Mastery challenge finished: 5/5 correct"
-    assert note.ephemeral and f"You now have the **{ROLE}** role." in note.embeds[0].description
+    assert note.ephemeral and f"The **{ROLE}** role is being added to you" in note.embeds[0].description
     role = world.guild.roles[ROLE]
-    assert not congrats.ephemeral
+    congrats = world.channel.last_message  # public: everyone sees it
+    assert congrats.author.id == world.env.bot.user.id
     assert congrats.content == (f"🏅 **Alice** earned the **{BADGE_MASTERY}** badge and the <@&{role.id}> role: "
                                 "5/5 in the Mastery challenge!")
-    assert world.channel.last_message.id == congrats.id  # public: everyone sees it
+    assert world.query("SELECT status, target, sent_ref FROM outbox WHERE kind = 'celebration'") == [
+        ("sent", str(world.channel.id), str(congrats.id))]
 
     # the role was created (no permissions) and granted; Discord recorded both
     assert ROLE in await role_names(world, world.alice)

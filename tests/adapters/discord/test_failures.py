@@ -160,28 +160,46 @@ async def test_echoed_user_text_renders_no_mention_markdown_or_control_character
 
 # -- role grants -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "details", "reason"), [
-    ("code", {"status": 404, "code": 10011, "message": "Unknown Role"},
+@pytest.mark.parametrize(("kind", "details", "outcome", "reason"), [
+    ("code", {"status": 404, "code": 10011, "message": "Unknown Role"}, "failed",
      f"The role \"{ROLE}\" was deleted while trying to grant the role \"{ROLE}\". Fix: Nothing to re-create by hand:"),
-    ("code", {"status": 403, "code": 50013, "message": "Missing Permissions"},
+    ("code", {"status": 403, "code": 50013, "message": "Missing Permissions"}, "failed",
      f"Discord refused to grant \"{ROLE}\" (403, code 50013: Missing Permissions). Fix: Give mldebt the Manage Roles "
      f"permission and move its role above \"{ROLE}\""),
-    ("html", {"status": 503}, f"Discord answered 503 with an HTML page while trying to grant the role \"{ROLE}\"."),
-    ("hang", {}, f"Discord did not answer in time while trying to grant the role \"{ROLE}\"."),
-], ids=["10011", "50013", "html-503", "hang"])
-@pytest.mark.simcord(settle_timeout=1.0)
-async def test_a_refused_role_grant_is_pending_with_the_reason_and_the_fix(world, faults, kind, details, reason):
+    ("html", {"status": 503}, "pending",
+     f"Discord answered 503 with an HTML page while trying to grant the role \"{ROLE}\"."),
+], ids=["10011", "50013", "html-503"])
+async def test_a_refused_role_grant_is_pending_with_the_reason_and_the_fix(world, faults, kind, details, outcome,
+                                                                            reason):
+    """Permanent refusals fail the outbox entry (an admin fixes it, then retry-roles); passing ones wait for a retry."""
     faults.add("PUT", "/guilds/*/members/*/roles/*", kind, **details)
-    _, last = await play(world, world.alice)
-    if kind == "hang":
-        await world.env.advance_time(CALL_TIMEOUT)
+    await play(world, world.alice)
+    await world.scheduler.outbox.run_once(kinds=("grant",))
     status, stored, attempts = grant(world, world.alice.id)
-    assert (status, attempts) == ("pending", 1) and stored.startswith(reason)
+    detail, _, fix = reason.partition(" Fix: ")
+    assert (status, attempts) == (outcome, 1) and stored.startswith(detail)
+    if fix:
+        (stored_fix,), = world.query("SELECT error_fix FROM outbox WHERE kind = 'grant'")
+        assert stored_fix.startswith(fix)
     mod = world.admin()
     shown = await mod.slash(world.channel, "mldebt-admin status")
     pending = next(f for f in shown.response.embeds[0].fields if f.name == "Pending: Alice")
-    assert reason[:60].replace("*", "\\*") in pending.value or reason[:40] in pending.value
+    shown_reason = fix or detail  # a failed grant shows its fix, a waiting one what happened
+    assert shown_reason[:60].replace("*", "\\*") in pending.value or shown_reason[:40] in pending.value
     assert world.env.errors == []
+
+
+@pytest.mark.simcord(settle_timeout=1.0)
+async def test_a_role_grant_that_hangs_is_a_transient_timeout_for_the_outbox(world, faults):
+    await play(world, world.alice)
+    faults.add("PUT", "/guilds/*/members/*/roles/*", "hang")
+    (entry,) = await world.scheduler.outbox._claim(["discord:grant"])  # what the worker hands the sender
+    sending = as_bot(world.env, world.env.bot.roles.send(entry))
+    await world.env.advance_time(CALL_TIMEOUT)
+    with pytest.raises(Transient) as raised:
+        await sending
+    assert raised.value.reason == "timeout"
+    assert raised.value.detail == f"Discord did not answer in time while trying to grant the role \"{ROLE}\"."
 
 
 # -- daily posts ---------------------------------------------------------------------------------------------
@@ -324,4 +342,17 @@ async def test_a_command_sync_discord_refuses_at_start_up_is_one_warning_not_a_f
     assert "Discord commands not synced (http_503: Discord answered 503 with an HTML page" in caplog.text
     started = await world.alice.slash(world.channel, "mldebt challenge")  # the commands synced before still work
     assert started.response.embeds[0].title == "Mastery challenge · 1/5"
+    assert world.env.errors == []
+
+
+async def test_a_celebration_the_channel_refuses_fails_with_the_fix_and_the_role_is_still_granted(world, faults):
+    await play(world, world.alice)
+    faults.code("POST", "/channels/*/messages", 403, 50013, "Missing Permissions")
+    await world.scheduler.outbox.run_once()
+    rows = world.query("SELECT kind, status, last_error, error_fix FROM outbox ORDER BY kind")
+    assert rows == [("celebration", "failed", "missing_permission",
+                     f"Give mldebt View Channel, Send Messages and Embed Links in <#{world.channel.id}> (the "
+                     "channel's Permissions tab), so that the next badges are celebrated there."),
+                    ("grant", "sent", None, None)]
+    assert world.channel.history() == []
     assert world.env.errors == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.adapters.discord.helpers import play
+from tests.adapters.discord.helpers import deliver, play
 
 
 def pings(world, message_id: int) -> tuple:
@@ -14,13 +14,14 @@ async def test_a_display_name_with_everyone_pings_nobody(world):
     assert world.env.bot.allowed_mentions.to_dict() == {"parse": []}
     sneaky = world.guild.add_member(world.env.create_user("sneaky", global_name="@everyone"), nick="@everyone <@&1>")
 
-    _, last = await play(world, sneaky)
+    await play(world, sneaky)
+    await deliver(world)
 
-    congrats = last.followups[-1]
-    assert not congrats.ephemeral
+    congrats = world.channel.last_message
     assert congrats.content.startswith("🏅 **@\u200beveryone <\u200b@&1>** earned")  # escaped, and…
     request = next(r for r in world.env.http_requests
-                   if r.method == "POST" and "/webhooks/" in r.path and r.json.get("content") == congrats.content)
+                   if r.method == "POST" and r.path == f"/channels/{world.channel.id}/messages"
+                   and r.json.get("content") == congrats.content)
     assert request.json["allowed_mentions"] == {"parse": []}  # …no mention is allowed on the wire
     assert pings(world, congrats.id) == ([], [], False)
     # every message the bot sent carried the same policy

@@ -1,10 +1,22 @@
 """A restart mid-challenge: buttons posted by the old process still work; commands are not re-synced
-unless they changed."""
+unless they changed; a badge's celebration and role outlive the process that awarded it."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
+from adapters.discord.client import build_bot
 from adapters.discord.sync import HASH_KEY, force_sync, tree_hash
-from tests.adapters.discord.helpers import card, field_names, play, right
+from bot.engine import QuizEngine
+from bot.outbox import LEASE_SECONDS
+from bot.replies import BADGE_MASTERY
+from bot.scheduler import Scheduler
+from bot.store.sqlite import SqliteStore
+from tests.adapters.discord.helpers import card, field_names, play, right, role_names
+
+ROLE = "Technical Debt Mastery"
 
 
 def command_puts(world) -> list:
@@ -67,3 +79,41 @@ async def test_a_finished_challenge_survives_a_restart_in_stats(world, make_bot)
     stats = await world.alice.slash(world.channel, "mldebt stats")
     fields = {f.name: f.value for f in stats.response.embeds[0].fields}
     assert fields["Badges"] == "Technical Debt Mastery" and fields["Challenges"] == "1"
+
+
+@pytest.mark.parametrize("killed", ["after_the_commit", "mid_delivery"])
+async def test_a_badge_s_celebration_and_role_survive_a_crash_and_are_delivered_once(world, settings, killed):
+    """The process dies after the 5/5 answer's commit (or while delivering, after Discord took both
+    calls but before they were recorded): a new process on the same database delivers each once."""
+    await play(world, world.alice)
+    if killed == "mid_delivery":
+        claimed = {e.kind: e for e in await world.scheduler.outbox._claim(["discord:grant", "discord:celebration"])}
+        await world.env.bot.send_celebration(claimed["celebration"])  # before the role existed: no mention
+        await world.env.bot.roles.send(claimed["grant"])
+    puts_before = len(role_puts(world))
+
+    store = SqliteStore(world.db)  # the new process: its own store, engine, scheduler and bot
+    await store.open()
+    try:
+        engine = QuizEngine(store, world.bank, world.clock, rng=random.Random(3))
+        scheduler = Scheduler(engine, world.clock)
+        bot = build_bot(settings, engine)
+        await world.env.restart_bot(bot)
+        bot.attach(scheduler)
+        world.clock.advance(LEASE_SECONDS + 1)  # the dead process's claims run out
+        await scheduler.outbox.run_once()
+        await scheduler.outbox.run_once()  # nothing left to send twice
+    finally:
+        await store.close()
+
+    celebrations = [m for m in world.channel.history() if "earned the" in m.content]
+    assert len(celebrations) == 1 and celebrations[0].content.startswith(f"🏅 **Alice** earned the **{BADGE_MASTERY}**")
+    assert ROLE in await role_names(world, world.alice)
+    assert len(role_puts(world)) == 1 and (killed == "mid_delivery") == (puts_before == 1)
+    assert world.query("SELECT kind, status, sent_ref FROM outbox WHERE kind IN ('grant', 'celebration') "
+                       "ORDER BY kind") == [("celebration", "sent", str(celebrations[0].id)),
+                                            ("grant", "sent", str(world.guild.roles[ROLE].id))]
+
+
+def role_puts(world) -> list:
+    return [r for r in world.env.http_requests if r.method == "PUT" and "/roles/" in r.path]

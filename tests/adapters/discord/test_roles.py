@@ -1,5 +1,5 @@
-"""The Mastery role when Discord refuses: the badge is kept, the grant is pending with the reason,
-admins see it, and it is retried (by command and on start) once the permission is fixed."""
+"""The Mastery role when Discord refuses: the badge is kept, the grant (an outbox entry) fails with the
+reason and the fix, admins see it, and `/mldebt-admin retry-roles` makes the outbox try it again."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import simcord
 
 from bot.replies import BADGE_MASTERY
-from tests.adapters.discord.helpers import callback_type, grant, play, role_names
+from tests.adapters.discord.helpers import callback_type, deliver, grant, play, role_names
 
 ROLE = "Technical Debt Mastery"
 
@@ -23,20 +23,22 @@ def set_bot_permissions(world, **changes) -> None:
     world.env.backend.edit_role(world.guild.id, bot_role.id, {"permissions": perms.value})
 
 
-async def test_without_manage_roles_the_grant_is_pending_shown_to_admins_and_retried_on_command(world):
+async def test_without_manage_roles_the_grant_fails_is_shown_to_admins_and_retried_on_command(world):
     set_bot_permissions(world, manage_roles=False)
     assert not world.env.bot.get_guild(world.guild.id).me.guild_permissions.manage_roles
 
     _, last = await play(world, world.alice)
+    await deliver(world)
 
-    summary, note, congrats = last.followups  # never a crash: the badge and the celebration still happen
-    assert "could not be added yet" in note.embeds[0].description
-    assert not congrats.ephemeral and "earned the **Technical Debt Mastery** badge:" in congrats.content
+    summary, note = last.followups  # never a crash: the badge and the celebration still happen
+    assert "role is being added to you" in note.embeds[0].description
+    congrats = world.channel.last_message
+    assert "earned the **Technical Debt Mastery** badge:" in congrats.content  # no role to mention
     assert world.query("SELECT badge FROM badges") == [(BADGE_MASTERY,)]
     status, reason, attempts = grant(world, world.alice.id)
-    assert status == "pending" and attempts == 1
-    assert reason.startswith("The bot lacks the Manage Roles permission. Fix: Server Settings > Roles > TestBot: "
-                             "turn on Manage Roles, then run /mldebt-admin retry-roles.")
+    assert status == "failed" and attempts == 1 and reason == "The bot lacks the Manage Roles permission."
+    (fix,), = world.query("SELECT error_fix FROM outbox WHERE kind = 'grant'")
+    assert fix == "Server Settings > Roles > TestBot: turn on Manage Roles, then run /mldebt-admin retry-roles."
     assert ROLE not in world.guild.roles
     # the refusal was Discord's (403 / 50013), caught and recorded, not an error of the bot
     assert world.env.errors == []
@@ -47,46 +49,59 @@ async def test_without_manage_roles_the_grant_is_pending_shown_to_admins_and_ret
     assert shown.response.ephemeral and embed.title == "mldebt admin status"
     pending = next(f for f in embed.fields if f.name == "Pending: Alice")
     assert f"<@{world.alice.id}> · {BADGE_MASTERY} · 1 attempt" in pending.value and "Manage Roles" in pending.value
+    assert f"missing\\_permission: {fix}" in pending.value  # the reason code, Markdown-escaped, and the fix
 
     set_bot_permissions(world)  # the admin gives the bot Manage Roles back
     retried = await mod.slash(world.channel, "mldebt-admin retry-roles")
-    assert callback_type(world, retried) == 5  # several Discord calls: acknowledged (deferred) first
-    assert retried.response.content == "Retried the pending Mastery roles: 1 granted, 0 still pending."
-    assert [f.value for f in retried.response.embeds[0].fields][:2] == ["on", "No pending grants."]
+    assert callback_type(world, retried) == 5  # acknowledged (deferred) first
+    assert retried.response.content == "Trying 1 waiting delivery again now."
+    assert ROLE not in await role_names(world, world.alice)  # a trigger: the outbox worker grants it
+    await deliver(world)
     assert ROLE in await role_names(world, world.alice)
-    assert grant(world, world.alice.id) == ("sent", None, 2)
+    assert grant(world, world.alice.id)[::2] == ("sent", 2)
+    status = await mod.slash(world.channel, "mldebt-admin status")
+    assert [f.value for f in status.response.embeds[0].fields][:2] == ["on", "No pending grants."]
 
 
-async def test_a_role_above_the_bot_is_pending_then_granted_when_the_bot_restarts(world, make_bot):
+async def test_a_role_above_the_bot_fails_then_is_granted_once_the_admin_fixes_the_order(world):
     role = world.guild.create_role(ROLE, position=50)  # above the bot's own role
 
-    _, last = await play(world, world.alice)
+    await play(world, world.alice)
+    await deliver(world)
 
     status, reason, _ = grant(world, world.alice.id)
-    assert status == "pending"
-    assert reason.startswith(f'The role "{ROLE}" is not below the bot\'s highest role "TestBot". Fix: Server '
-                             f'Settings > Roles: drag "TestBot" above "{ROLE}"')
+    assert status == "failed"
+    assert reason == f'The role "{ROLE}" is not below the bot\'s highest role "TestBot".'
+    (fix,), = world.query("SELECT error_fix FROM outbox WHERE kind = 'grant'")
+    assert fix.startswith(f'Server Settings > Roles: drag "TestBot" above "{ROLE}"')
     assert not any(r.method == "POST" and r.path.endswith("/roles") for r in world.env.http_requests)  # reused
     assert ROLE not in await role_names(world, world.alice)
+    await deliver(world)  # a permanent refusal is not retried in a loop
+    assert grant(world, world.alice.id)[2] == 1
 
-    # the admin drags the bot's role above it; the grant is retried when the bot (re)starts
+    # the admin drags the bot's role above it and asks for a retry
     world.env.backend.edit_role(world.guild.id, world.guild.roles["TestBot"].id, {"position": 60})
-    await world.env.restart_bot(make_bot())
+    await world.admin().slash(world.channel, "mldebt-admin retry-roles")
+    await deliver(world)
     assert ROLE in await role_names(world, world.alice)
-    assert grant(world, world.alice.id) == ("sent", None, 2)
+    assert grant(world, world.alice.id)[::2] == ("sent", 2)
     assert role.id == world.guild.roles[ROLE].id
 
 
-async def test_a_pending_grant_for_a_member_who_left_stays_pending_with_that_reason(world):
+async def test_a_grant_for_a_member_who_left_fails_with_that_reason(world):
     set_bot_permissions(world, manage_roles=False)
     await play(world, world.alice)
+    await deliver(world)
     world.guild.remove_member(world.alice)
     set_bot_permissions(world)
     mod = world.admin()
     retried = await mod.slash(world.channel, "mldebt-admin retry-roles")
-    assert retried.response.content == "Retried the pending Mastery roles: 0 granted, 1 still pending."
+    assert retried.response.content == "Trying 1 waiting delivery again now."
+    await deliver(world)
     status, reason, attempts = grant(world, world.alice.id)
-    assert (status, attempts) == ("pending", 2) and reason.startswith("The player is no longer a member")
+    assert (status, attempts) == ("failed", 2) and reason.startswith("The player is no longer a member")
+    # that failure is the member's alone: the server's grants have no problem recorded
+    assert world.query("SELECT target FROM outbox_targets WHERE platform = 'discord'") == []
 
 
 async def test_celebrations_can_be_turned_off(world):
@@ -94,8 +109,10 @@ async def test_celebrations_can_be_turned_off(world):
     off = await mod.slash(world.channel, "mldebt-admin celebrate", state="off")
     assert off.response.embeds[0].fields[0].value == "off"
     _, last = await play(world, world.alice)
+    await deliver(world)
     assert [m.ephemeral for m in last.followups] == [True, True]  # summary and note; nothing public
     assert world.channel.history() == []
+    assert world.query("SELECT status, sent_ref FROM outbox WHERE kind = 'celebration'") == [("sent", "off")]
     assert ROLE in await role_names(world, world.alice)
 
 
