@@ -30,10 +30,14 @@ class SystemClock:
         if wake is None:
             await asyncio.sleep(delay)
             return
+        # not asyncio.wait_for: on Python 3.11 it returns normally, swallowing a cancellation, when the
+        # event is set in the same loop turn as the cancel; the scheduler's task then never ends and a
+        # shutdown that cancels it hangs (seen: `mldebt play` not exiting after a finished quiz)
+        waiter = asyncio.ensure_future(wake.wait())
         try:
-            await asyncio.wait_for(wake.wait(), timeout=delay)
-        except TimeoutError:
-            pass
+            await asyncio.wait({waiter}, timeout=delay)
+        finally:
+            waiter.cancel()
 
 
 class FakeClock:
