@@ -62,7 +62,7 @@ from .base import (
     WriteConflict,
 )
 from .migrations import MIGRATIONS, sql_for
-from .postgres_outbox import PostgresOutboxTx
+from .outbox_sql import OutboxSql
 from .sqlite import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,10 @@ class _Write:
         self.sql, self.args, self.key, self.guard, self.returning = sql, args, key, guard, returning
 
 
-class PostgresTx(PostgresOutboxTx, Tx):
+class PostgresTx(OutboxSql, Tx):
     """One REPEATABLE READ transaction on one pooled connection; writes queued as described above."""
+
+    _LOCK = " FOR UPDATE SKIP LOCKED"  # outbox claims: two processes take different entries
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn

@@ -63,7 +63,7 @@ from .base import (
     WriteConflict,
 )
 from .migrations import MIGRATIONS, sql_for
-from .sqlite_outbox import SqliteOutboxTx
+from .outbox_sql import OutboxSql
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +344,7 @@ def _commit(conn: sqlite3.Connection, batch: _Batch) -> None:
         raise
 
 
-class SqliteTx(SqliteOutboxTx, Tx):
+class SqliteTx(OutboxSql, Tx):
     """One transaction of a batch: a SAVEPOINT inside the batch's BEGIN IMMEDIATE ... COMMIT.
 
     Writes that return nothing are queued (`_write`) and go to SQLite with the transaction's next

@@ -1,4 +1,8 @@
-"""The outbox's SQL for the aiosqlite store (mixed into SqliteTx, which supplies _one/_all/_run)."""
+"""The outbox's SQL, one text for both stores (mixed into SqliteTx and PostgresTx).
+
+Parameters compared only with NULL are cast (`CAST(? AS TEXT)`), which PostgreSQL needs to infer a
+type and SQLite accepts; claims lock their rows as the store's `_LOCK` says.
+"""
 
 from __future__ import annotations
 
@@ -12,41 +16,52 @@ _TARGET_COLS = "platform, tenant, target, state, reason, detail, fix, since, upd
 
 
 def _marks(values: Collection[str]) -> str:
-    return ", ".join("?" for _ in values) or "NULL"
+    return ", ".join("CAST(? AS TEXT)" for _ in values) or "NULL"
 
 
-class SqliteOutboxTx(OutboxTx):
-    """Uses SqliteTx's `_one`, `_all` and `_run` (one trip to aiosqlite's thread each)."""
+class OutboxSql(OutboxTx):
+    """Mixed into a store's Tx, which supplies `_one`, `_all` and `_run` (statements with `?` marks)."""
+
+    # how a claim locks the rows it takes: nothing in SQLite (one writer at a time); PostgreSQL
+    # stores set " FOR UPDATE SKIP LOCKED", so two workers claiming at once take different entries
+    _LOCK = ""
+
+    def _wake(self) -> None:
+        """A new or resumed entry: tell other processes' workers (a no-op where there are none)."""
 
     async def enqueue(self, platform: str, tenant: str, kind: str, key: str, target: str, payload: str,
                       now: float, *, not_before: float | None = None, expires_at: float | None = None) -> bool:
         changed = await self._run(
-            f"INSERT INTO outbox ({_COLS.removeprefix('id, ')}) SELECT ?, ?, ?, ?, ?, ?, "
+            f"INSERT INTO outbox ({_COLS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, "
             "CASE WHEN EXISTS (SELECT 1 FROM outbox_targets WHERE platform = ? AND tenant = ? "
             "AND target IN (?, '') AND state = 'paused') THEN 'paused' ELSE 'pending' END, "
-            "?, ?, NULL, 0, NULL, NULL, NULL, NULL, NULL, ?, ? WHERE true ON CONFLICT (key) DO NOTHING",
+            "?, ?, NULL, 0, NULL, NULL, NULL, NULL, NULL, ?, ?) ON CONFLICT (key) DO NOTHING",
             (key, platform, tenant, kind, target, payload, platform, tenant, target,
              now if not_before is None else not_before, expires_at, now, now))
+        if changed == 1:
+            self._wake()  # other processes' workers may deliver it
         return changed == 1
 
     async def outbox_claim(self, routes: Collection[str], now: float, lease_until: float,
                            limit: int) -> list[OutboxEntry]:
         plats = tuple(routes)
         rows = await self._all(
-            "UPDATE outbox SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? "
-            f"WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND not_before <= ? "
+            "WITH due AS (SELECT id FROM outbox WHERE status = 'pending' AND not_before <= ? "
             f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?) "
-            "ORDER BY not_before, id LIMIT ?) "
-            f"OR id IN (SELECT id FROM outbox WHERE status = 'sending' AND lease_until <= ? "
-            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?) LIMIT ?) "
-            f"RETURNING {_COLS}",
-            (lease_until, now, now, *plats, now, limit, now, *plats, now, limit))
+            f"ORDER BY not_before, id LIMIT ?{self._LOCK}), "
+            "lapsed AS (SELECT id FROM outbox WHERE status = 'sending' AND lease_until <= ? "
+            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?) "
+            f"LIMIT ?{self._LOCK}) "
+            "UPDATE outbox SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? "
+            f"WHERE id IN (SELECT id FROM due UNION ALL SELECT id FROM lapsed) RETURNING {_COLS}",
+            (now, *plats, now, limit, now, *plats, now, limit, lease_until, now))
         return sorted((OutboxEntry(*r) for r in rows), key=lambda e: (e.not_before, e.id))
 
     async def outbox_drop_expired(self, now: float) -> list[OutboxEntry]:
         rows = await self._all(
-            "UPDATE outbox SET status = 'dropped', lease_until = NULL, updated_at = ? "
-            "WHERE expires_at <= ? AND (status IN ('pending', 'paused') OR (status = 'sending' AND lease_until <= ?)) "
+            "UPDATE outbox SET status = 'dropped', lease_until = NULL, updated_at = ? WHERE id IN ("
+            "SELECT id FROM outbox WHERE expires_at <= ? AND (status IN ('pending', 'paused') "
+            f"OR (status = 'sending' AND lease_until <= ?)){self._LOCK}) "
             f"RETURNING {_COLS}", (now, now, now))
         return [OutboxEntry(*r) for r in rows]
 
@@ -68,27 +83,31 @@ class SqliteOutboxTx(OutboxTx):
                              statuses: Collection[str]) -> list[OutboxEntry]:
         st = tuple(statuses)
         rows = await self._all(
-            f"SELECT {_COLS} FROM outbox WHERE platform = ? AND (? IS NULL OR tenant = ?) "
-            f"AND (? IS NULL OR kind = ?) AND status IN ({_marks(st)}) ORDER BY created_at, id",
+            f"SELECT {_COLS} FROM outbox WHERE platform = ? AND (CAST(? AS TEXT) IS NULL OR tenant = ?) "
+            f"AND (CAST(? AS TEXT) IS NULL OR kind = ?) AND status IN ({_marks(st)}) ORDER BY created_at, id",
             (platform, tenant, tenant, kind, kind, *st))
         return [OutboxEntry(*r) for r in rows]
 
     async def outbox_move(self, platform: str, tenant: str, target: str | None, kind: str | None,
                           from_statuses: Collection[str], to_status: str, now: float) -> int:
         st = tuple(from_statuses)
-        return await self._run(
-            "UPDATE outbox SET status = ?, not_before = CASE WHEN ? = 'pending' THEN ? ELSE not_before END, "
-            "lease_until = NULL, updated_at = ? WHERE platform = ? AND tenant = ? AND (? IS NULL OR target = ?) "
-            f"AND (? IS NULL OR kind = ?) AND status IN ({_marks(st)}) "
-            "AND (? != 'pending' OR expires_at IS NULL OR expires_at > ?)",
+        moved = await self._run(
+            "UPDATE outbox SET status = ?, not_before = CASE WHEN CAST(? AS TEXT) = 'pending' THEN ? ELSE not_before END, "
+            "lease_until = NULL, updated_at = ? WHERE platform = ? AND tenant = ? "
+            "AND (CAST(? AS TEXT) IS NULL OR target = ?) "
+            f"AND (CAST(? AS TEXT) IS NULL OR kind = ?) AND status IN ({_marks(st)}) "
+            "AND (CAST(? AS TEXT) != 'pending' OR expires_at IS NULL OR expires_at > ?)",
             (to_status, to_status, now, now, platform, tenant, target, target, kind, kind, *st, to_status, now))
+        if moved and to_status == "pending":
+            self._wake()
+        return moved
 
     async def next_outbox_event(self, routes: Collection[str]) -> float | None:
         r = tuple(routes)
         row = await self._one(
             "SELECT MIN(t) FROM (SELECT MIN(not_before) AS t FROM outbox WHERE status = 'pending' "
             f"AND platform || ':' || kind IN ({_marks(r)}) UNION ALL SELECT MIN(lease_until) FROM outbox "
-            f"WHERE status = 'sending' AND platform || ':' || kind IN ({_marks(r)}))", (*r, *r))
+            f"WHERE status = 'sending' AND platform || ':' || kind IN ({_marks(r)})) x", (*r, *r))
         return row[0] if row else None
 
     async def target_state(self, platform: str, tenant: str, target: str) -> TargetState | None:
@@ -106,12 +125,12 @@ class SqliteOutboxTx(OutboxTx):
 
     async def clear_target_state(self, platform: str, tenant: str, target: str | None) -> int:
         return await self._run("DELETE FROM outbox_targets WHERE platform = ? AND tenant = ? "
-                               "AND (? IS NULL OR target = ?)", (platform, tenant, target, target))
+                               "AND (CAST(? AS TEXT) IS NULL OR target = ?)", (platform, tenant, target, target))
 
     async def target_states(self, platform: str | None, tenant: str | None) -> list[TargetState]:
         rows = await self._all(
-            f"SELECT {_TARGET_COLS} FROM outbox_targets WHERE (? IS NULL OR platform = ?) "
-            "AND (? IS NULL OR tenant = ?) ORDER BY platform, tenant, target",
+            f"SELECT {_TARGET_COLS} FROM outbox_targets WHERE (CAST(? AS TEXT) IS NULL OR platform = ?) "
+            "AND (CAST(? AS TEXT) IS NULL OR tenant = ?) ORDER BY platform, tenant, target",
             (platform, platform, tenant, tenant))
         return [TargetState(*r) for r in rows]
 
