@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from .periods import zone
@@ -29,6 +30,8 @@ _TOKEN_SHAPES = {
     "SLACK_APP_TOKEN": (re.compile(r"^xapp-[A-Za-z0-9-]+$"), "must look like xapp-..."),
     "SLACK_SIGNING_SECRET": (re.compile(r"^[A-Za-z0-9]{16,}$"), "must be the app's signing secret (hex)"),
     "SLACK_BADGE_USERGROUP_ID": (re.compile(r"^S[A-Z0-9]+$"), "must be a user group id like S0123ABCD"),
+    "SLACK_CLIENT_ID": (re.compile(r"^\d+\.\d+$"), "must be the app's client id (digits.digits)"),
+    "SLACK_CLIENT_SECRET": (re.compile(r"^[A-Za-z0-9]{16,}$"), "must be the app's client secret (hex)"),
     "DISCORD_TOKEN": (re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$"),
                       "must be a Discord bot token (three dot-separated parts)"),
     "DISCORD_APPLICATION_ID": (re.compile(r"^\d{15,22}$"), "must be the numeric application id"),
@@ -57,10 +60,21 @@ class Settings:
     discord_application_id: str | None = None
     discord_mastery_role: str = "Technical Debt Mastery"
     bank_cache_dir: Path | None = None  # where the validated bank is cached; None: no cache
+    # Slack in many workspaces (OAuth install): the app's credentials, its redirect URL, and the
+    # Fernet key(s) that encrypt the bot tokens in the database (comma-separated, newest first)
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = field(default=None, repr=False)
+    slack_redirect_uri: str | None = None
+    token_key: str | None = field(default=None, repr=False)
 
     @property
     def slack_enabled(self) -> bool:
-        return self.slack_bot_token is not None
+        return self.slack_bot_token is not None or self.slack_oauth
+
+    @property
+    def slack_oauth(self) -> bool:
+        """Installed by many workspaces through the OAuth flow, instead of one SLACK_BOT_TOKEN."""
+        return self.slack_client_id is not None and self.slack_bot_token is None
 
     @property
     def discord_enabled(self) -> bool:
@@ -153,12 +167,55 @@ class Settings:
                 raise SettingsError("DISCORD_MASTERY_ROLE", "must be at most 100 characters")
             kwargs["discord_mastery_role"] = role
 
-        if "slack_bot_token" in kwargs and "slack_app_token" not in kwargs and "slack_signing_secret" not in kwargs:
+        if (uri := get("SLACK_REDIRECT_URI")) is not None:
+            if not re.match(r"^https?://[^/\s]+/\S*$", uri):
+                raise SettingsError("SLACK_REDIRECT_URI", "must be the full URL of /slack/oauth_redirect, "
+                                    "e.g. https://mldebt.example.org/slack/oauth_redirect")
+            kwargs["slack_redirect_uri"] = uri
+        if (key := get("MLDEBT_TOKEN_KEY")) is not None:
+            kwargs["token_key"] = key
+        if "slack_client_id" in kwargs or "slack_client_secret" in kwargs:
+            _check_oauth(kwargs)
+        elif "slack_bot_token" in kwargs and "slack_app_token" not in kwargs and "slack_signing_secret" not in kwargs:
             raise SettingsError("SLACK_SIGNING_SECRET",
                                 "required for HTTP mode when SLACK_BOT_TOKEN is set without SLACK_APP_TOKEN")
-        if ("slack_app_token" in kwargs or "slack_signing_secret" in kwargs) and "slack_bot_token" not in kwargs:
+        if ("slack_app_token" in kwargs or "slack_signing_secret" in kwargs) and "slack_bot_token" not in kwargs \
+                and "slack_client_id" not in kwargs:
             raise SettingsError("SLACK_BOT_TOKEN", "required when other SLACK_* tokens are set")
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+MAKE_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+
+
+def _check_oauth(kwargs: dict[str, object]) -> None:
+    """Slack in many workspaces: the app's credentials, a signing secret, a token key; HTTP only."""
+    if "slack_bot_token" in kwargs:
+        raise SettingsError("SLACK_CLIENT_ID", "set either SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and "
+                            "SLACK_CLIENT_SECRET (installs in many workspaces), not both")
+    for name in ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_SIGNING_SECRET"):
+        if name.lower() not in kwargs:
+            raise SettingsError(name, "required for installs in many workspaces (SLACK_CLIENT_ID and "
+                                "SLACK_CLIENT_SECRET, from Basic Information > App Credentials)")
+    if "slack_app_token" in kwargs:
+        raise SettingsError("SLACK_APP_TOKEN", "installs in many workspaces run in HTTP mode only (the install "
+                            "pages and Slack's redirect need a public URL): unset SLACK_APP_TOKEN")
+    key = kwargs.get("token_key")
+    if key is None:
+        raise SettingsError("MLDEBT_TOKEN_KEY", f"required to encrypt the workspaces' bot tokens; make one with: {MAKE_KEY}")
+    try:
+        token_keys(str(key))
+    except ValueError:
+        raise SettingsError("MLDEBT_TOKEN_KEY", "is not a Fernet key (comma-separated keys for rotation, newest "
+                            f"first); make one with: {MAKE_KEY}") from None
+
+
+def token_keys(value: str) -> list[Fernet]:
+    """MLDEBT_TOKEN_KEY as Fernet keys: comma-separated, the first encrypts, any of them decrypts."""
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    if not keys:
+        raise ValueError("no key")
+    return [Fernet(k) for k in keys]
 
 
 def _check_writable(database: Path) -> None:

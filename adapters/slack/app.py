@@ -53,6 +53,15 @@ from .errors import REINSTALL, slack_call
 from .grants import UserGroupGrants
 from .inbound import shape_problem
 from .mrkdwn import unesc
+from .oauth import (
+    InstalledWorkspaces,
+    OneWorkspace,
+    SqlInstallationStore,
+    SqlOAuthStateStore,
+    WorkspaceClients,
+    cipher_for,
+    oauth_settings,
+)
 from .web import make_client, post_to_response_url
 from .work import WorkQueue
 
@@ -102,13 +111,17 @@ def _action_player(body: dict[str, Any]) -> Player:
 class SlackQuiz:
     """The translator between bolt's listeners and the engine (one per app)."""
 
-    def __init__(self, settings: Settings, engine: QuizEngine, client: AsyncWebClient, scheduler: Scheduler) -> None:
+    def __init__(self, settings: Settings, engine: QuizEngine, client: AsyncWebClient, scheduler: Scheduler,
+                 clients: WorkspaceClients | None = None, installations: SqlInstallationStore | None = None) -> None:
+        """`client` is the app's own (SLACK_BOT_TOKEN's, or in OAuth mode one without a token); `clients`
+        gives deliveries the client of their workspace (default: `client` for every workspace)."""
         self.settings = settings
         self.engine = engine
-        self.client = client
+        self.clients = clients or OneWorkspace(client)
+        self.installations = installations  # OAuth mode: the workspaces' installs
         self.outbox = scheduler.outbox
         self.render = Renderer(engine.bank)
-        self.daily = SlackDailyPoster(client, self.render)
+        self.daily = SlackDailyPoster(client, self.render, token_for=self.clients.token)
         self.grants: UserGroupGrants | None = None
         # the workspace (and enterprise) this app is installed in, from bolt's auth.test
         self.installed: tuple[str | None, str | None] | None = None
@@ -117,7 +130,7 @@ class SlackQuiz:
         scheduler.deliver(PLATFORM, "celebration", self.send_celebration)
         scheduler.register_daily(PLATFORM, self.daily)
         if settings.slack_badge_usergroup_id:
-            self.grants = UserGroupGrants(client, settings.slack_badge_usergroup_id)
+            self.grants = UserGroupGrants(self.clients, settings.slack_badge_usergroup_id)
             engine.grant_platforms.add(PLATFORM)
             scheduler.deliver(PLATFORM, "grant", self.grants.send)
         engine.channel_probes[PLATFORM] = self.probe
@@ -138,6 +151,8 @@ class SlackQuiz:
         event = body.get("event") or {}
         if body.get("type") == "event_callback" and event.get("type") in LIFECYCLE_EVENTS:
             return await next()  # signed by Slack for this app: its team is the one that uninstalled
+        if self.installations is not None:
+            return await next()  # OAuth mode: bolt's authorize refused every workspace without an install
         result = req.context.authorize_result
         if result is not None:
             self.installed = (result.team_id, result.enterprise_id)
@@ -163,12 +178,22 @@ class SlackQuiz:
         if event.get("type") == "tokens_revoked" and not ((event.get("tokens") or {}).get("bot")):
             return  # only user tokens were revoked; the bot's still works
         self._maybe_paused = True
+        if self.installations is not None:
+            removed = await self.installations.delete(team)
+            self.clients.forget(team)
+            log.info("Slack: workspace %s %s; %d install(s) deleted", team, event.get("type"), removed)
         await self.engine.tenant_removed(PLATFORM, team, "app_uninstalled" if event.get("type") == "app_uninstalled"
                                          else "tokens_revoked", REINSTALL)
 
     # -- listeners (bolt injects arguments by name) -----------------------------------------------
 
-    async def on_command(self, body: dict[str, Any]) -> None:
+    async def installed_in(self, team: str) -> None:
+        """A workspace installed the app (again): its new token from now on, its paused deliveries resume."""
+        self.clients.forget(team)
+        if await self.engine.tenant_restored(PLATFORM, team):
+            log.info("Slack workspace %s is back: its deliveries resume", team)
+
+    async def on_command(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         player = _command_player(body)
         route = Route(body.get("response_url"), body.get("channel_id"))
         trigger = body.get("trigger_id")
@@ -179,15 +204,15 @@ class SlackQuiz:
         try:
             text = unesc(body.get("text") or "")  # `<#C1|name>`, `<@U1>` and `<!here>` stay Slack tokens
             words = text.lower().split()
-            is_admin = bool(words) and words[0] in ADMIN_COMMANDS and await self._is_admin(player)
+            is_admin = bool(words) and words[0] in ADMIN_COMMANDS and await self._is_admin(player, client)
             replies = await handle_text(self.engine, player, text, route=route.encode(), is_admin=is_admin,
                                         celebrate_default=self.settings.celebrate)
         except Exception:
             log.exception("%s %r failed for %s", COMMAND, body.get("text"), player.user)
             replies = [SORRY]
-        await self.show(player, route, replies, replace=False)
+        await self.show(player, route, replies, replace=False, client=client)
 
-    async def on_action(self, body: dict[str, Any]) -> None:
+    async def on_action(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         player = _action_player(body)
         channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
         route = Route(body.get("response_url"), channel)
@@ -200,17 +225,17 @@ class SlackQuiz:
             if on_a_public_post or any(isinstance(r, Rejected) for r in replies):
                 # a refusal, or feedback on the public daily post: a new private message, the clicked
                 # message stays as it is
-                await self.show(player, route, replies, replace=False)
+                await self.show(player, route, replies, replace=False, client=client)
                 return
             if any(isinstance(r, Hint) or (isinstance(r, Feedback) and not r.final) for r in replies):
                 replies = await self._with_current_question(player, route, replies)
         except Exception:
             log.exception("button %s failed for %s", action_id, player.user)
-            await self.show(player, route, [SORRY], replace=False)
+            await self.show(player, route, [SORRY], replace=False, client=client)
             return
-        await self.show(player, route, replies, replace=True)
+        await self.show(player, route, replies, replace=True, client=client)
 
-    async def on_home(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_home(self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") != "home" or not isinstance(event.get("user"), str):
             return  # the event also fires for the Messages tab
         if not await self.engine.first_sight(PLATFORM, f"event:{body.get('event_id')}"):
@@ -218,7 +243,7 @@ class SlackQuiz:
         player = Player(PLATFORM, body.get("team_id") or "", event["user"])
         try:
             stats = next(r for r in await self.engine.stats(player) if isinstance(r, Stats))
-            await slack_call(self.client.views_publish(user_id=player.user, view=self.render.home(stats, help_reply())),
+            await slack_call(client.views_publish(user_id=player.user, view=self.render.home(stats, help_reply())),
                              what="views.publish")
         except PlatformError as exc:
             log.warning("publishing the App Home for %s failed: %s", player.user, exc)
@@ -240,7 +265,9 @@ class SlackQuiz:
         delivery = delivery_of(entry)
         route = Route.decode(delivery.route)
         private = [r for r in delivery.replies if r.private]
-        if await self._send_private(delivery.player, route, self.render.message(private), replace=True):
+        client = await self.clients.client(delivery.player.tenant)
+        if await self._send_private(delivery.player, route, self.render.message(private), replace=True,
+                                    client=client):
             for card in (r for r in private if isinstance(r, QuestionCard)):
                 await self.engine.set_route(card.session_id, card.question_id, route.encode())
 
@@ -249,12 +276,14 @@ class SlackQuiz:
         badge: BadgeAwarded = data["badge"]
         if not await self.engine.tenant_flag(PLATFORM, badge.player.tenant, "celebrate", self.settings.celebrate):
             return "off"
-        await self._send_public(Route.decode(data["route"]), self.render.celebration(badge))
+        await self._send_public(Route.decode(data["route"]), self.render.celebration(badge),
+                                client=await self.clients.client(badge.player.tenant))
         return None
 
     async def probe(self, tenant: str, channel: str) -> None:
         """Can the bot post in `channel`? conversations.info: it exists, is not archived, the bot is in it."""
-        info = await slack_call(self.client.conversations_info(channel=channel), channel=channel,
+        client = await self.clients.client(tenant)
+        info = await slack_call(client.conversations_info(channel=channel), channel=channel,
                                 what="checking the channel")
         data = info.get("channel") or {}
         if data.get("is_archived"):
@@ -267,13 +296,15 @@ class SlackQuiz:
 
     # -- showing replies -------------------------------------------------------------------------
 
-    async def show(self, player: Player, route: Route, replies: Sequence[Reply], *, replace: bool) -> None:
+    async def show(self, player: Player, route: Route, replies: Sequence[Reply], *, replace: bool,
+                   client: AsyncWebClient) -> None:
         """Private replies as one ephemeral message; public ones in the channel. A badge's celebration and
         grant were written to the outbox with the badge: delivered here at once, through the worker."""
         private = [r for r in replies if r.private or isinstance(r, BadgeAwarded)]
         if private:
             try:
-                took = await self._send_private(player, route, self.render.message(private), replace=replace)
+                took = await self._send_private(player, route, self.render.message(private), replace=replace,
+                                                client=client)
             except PlatformError as exc:
                 log.warning("could not show %s their reply: %s", player.user, exc)
                 took = False
@@ -284,13 +315,14 @@ class SlackQuiz:
             if reply.private or isinstance(reply, BadgeAwarded):
                 continue
             try:
-                await self._send_public(route, self.render.message([reply]))
+                await self._send_public(route, self.render.message([reply]), client=client)
             except PlatformError as exc:
                 log.warning("could not post a public reply for %s: %s", player.user, exc)
         if any(isinstance(r, BadgeAwarded) for r in replies):
             await self.outbox.run_once(kinds=("celebration", "grant"))
 
-    async def _send_private(self, player: Player, route: Route, message: dict[str, Any], *, replace: bool) -> bool:
+    async def _send_private(self, player: Player, route: Route, message: dict[str, Any], *, replace: bool,
+                            client: AsyncWebClient) -> bool:
         """Ephemeral, through the response_url (replacing the quiz message if asked, else or failing that
         as a new message), and as a last resort chat.postEphemeral in the route's channel.
 
@@ -308,11 +340,11 @@ class SlackQuiz:
                     log.warning("response_url post (replace_original=%s) failed: %s", replacing, exc.reason)
         if not route.channel:
             raise failure or Permanent("no_route", "no response_url or channel to reach the player")
-        await slack_call(self.client.chat_postEphemeral(channel=route.channel, user=player.user, **message),
+        await slack_call(client.chat_postEphemeral(channel=route.channel, user=player.user, **message),
                          channel=route.channel, what="chat.postEphemeral")
         return False
 
-    async def _send_public(self, route: Route, message: dict[str, Any]) -> None:
+    async def _send_public(self, route: Route, message: dict[str, Any], *, client: AsyncWebClient) -> None:
         """In the channel: through the response_url (no scope or membership needed), else chat.postMessage."""
         failure: PlatformError | None = None
         if route.response_url:
@@ -325,7 +357,7 @@ class SlackQuiz:
                 log.warning("in_channel response_url post failed (%s); trying chat.postMessage", exc.reason)
         if not route.channel:
             raise failure or Permanent("no_route", "no response_url or channel to post in")
-        await slack_call(self.client.chat_postMessage(channel=route.channel, **message), channel=route.channel,
+        await slack_call(client.chat_postMessage(channel=route.channel, **message), channel=route.channel,
                          what="chat.postMessage")
 
     async def _with_current_question(self, player: Player, route: Route, replies: Sequence[Reply]) -> list[Reply]:
@@ -337,18 +369,19 @@ class SlackQuiz:
         # the refreshed card shows the hint itself, so the Hint reply is not repeated
         return [r for r in replies if not isinstance(r, Hint)] + current
 
-    async def _is_admin(self, player: Player) -> bool:
+    async def _is_admin(self, player: Player, client: AsyncWebClient) -> bool:
         """Workspace admins and owners, per users.info (needs the users:read scope). Only for a user of the
         installed workspace: this workspace's token is never used to ask about another's user."""
         if self.installed is not None and self.installed[0] and player.tenant != self.installed[0]:
             return False
         try:
-            user = (await slack_call(self.client.users_info(user=player.user), what="users.info"))["user"]
+            user = (await slack_call(client.users_info(user=player.user), what="users.info"))["user"]
         except PlatformError as exc:
             log.warning("users.info for %s failed (%s); treating them as not an admin (is users:read granted?)",
                         player.user, exc.reason)
             return False
-        if self.installed is not None and self.installed[0] and user.get("team_id") not in (None, self.installed[0]):
+        home = self.installed[0] if self.installed is not None and self.installed[0] else player.tenant
+        if user.get("team_id") not in (None, home):
             return False
         return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
 
@@ -384,9 +417,13 @@ def build_app(settings: Settings, engine: QuizEngine, *, scheduler: Scheduler | 
     request that reaches it anyway fails verification. Without a scheduler (tests, tools) the app
     gets one of its own that is never started: its outbox worker still delivers a badge's
     celebration and grant right after the answer that earned it.
+
+    In OAuth mode (settings.slack_oauth) `client` carries no token: bolt authorizes each request
+    with its workspace's install and hands the listeners a client with that token; deliveries get
+    theirs from the installs (oauth.py). Raises TokenKeyError for a missing or bad MLDEBT_TOKEN_KEY.
     """
     if client is None:
-        if not settings.slack_bot_token:
+        if not settings.slack_bot_token and not settings.slack_oauth:
             raise ValueError("build_app needs SLACK_BOT_TOKEN (or a client)")
         client = make_client(settings.slack_bot_token)
     install_form_body_fix()
@@ -394,9 +431,19 @@ def build_app(settings: Settings, engine: QuizEngine, *, scheduler: Scheduler | 
         BOLT_LOG.addFilter(_QuietTokenWarning())
     # process_before_response: bolt runs the (empty) ack listener inline and returns the 200 at once;
     # with False it would start a task per ack and poll it every 10 ms. The work is queued either way.
-    app = QuizApp(client=client, signing_secret=settings.slack_signing_secret or secrets.token_hex(32),
-                  process_before_response=True, logger=BOLT_LOG)
-    quiz = SlackQuiz(settings, engine, client, scheduler or Scheduler(engine, engine.clock))
+    signing_secret = settings.slack_signing_secret or secrets.token_hex(32)
+    scheduler = scheduler or Scheduler(engine, engine.clock)
+    if settings.slack_oauth:
+        installations = SqlInstallationStore(engine.store, engine.clock, cipher_for(settings))
+        oauth = oauth_settings(settings, installations, SqlOAuthStateStore(engine.store, engine.clock), BOLT_LOG)
+        app = QuizApp(client=client, signing_secret=signing_secret, process_before_response=True, logger=BOLT_LOG,
+                      oauth_settings=oauth)
+        quiz = SlackQuiz(settings, engine, client, scheduler, InstalledWorkspaces(installations, client),
+                         installations)
+        installations.on_saved = quiz.installed_in
+    else:
+        app = QuizApp(client=client, signing_secret=signing_secret, process_before_response=True, logger=BOLT_LOG)
+        quiz = SlackQuiz(settings, engine, client, scheduler)
     app.quiz = quiz
     app.work = WorkQueue(BOLT_LOG, on_full=quiz.busy)
     app.listener_runner.lazy_listener_runner = app.work

@@ -82,8 +82,12 @@ def message_ref(channel: str, ts: str) -> str:
 
 
 class SlackDailyPoster:
-    def __init__(self, client: AsyncWebClient, render: Renderer, *, gate: RateGate | None = None) -> None:
+    def __init__(self, client: AsyncWebClient, render: Renderer, *, gate: RateGate | None = None,
+                 token_for: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.client = _without_rate_limit_retries(client)
+        # the token of a post's workspace (OAuth mode: from its install), given with each call so every
+        # workspace shares the one client and its connections; None: the client's own token
+        self.token_for = token_for
         self.render = render
         self.gate = gate or RateGate()
         self._own_sessions = client.session is None  # a session given with the client is its owner's
@@ -121,18 +125,24 @@ class SlackDailyPoster:
             except Exception as exc:
                 raise classify(exc, channel=channel, what=what) from exc
 
+    async def _auth(self, tenant: str) -> dict[str, str]:
+        token = await self.token_for(tenant) if self.token_for is not None else None
+        return {"token": token} if token else {}
+
     async def post(self, post: DailyPost) -> str:
         message = self.render.daily_post(post)
         metadata = {"event_type": METADATA_TYPE, "event_payload": {"post_id": post.post_id}}
+        auth = await self._auth(post.tenant)
         resp = await self._call(lambda: self.client.chat_postMessage(channel=post.channel, **message,
-                                                                      metadata=metadata),
+                                                                      metadata=metadata, **auth),
                                 channel=post.channel, what="posting the daily question")
         return message_ref(resp["channel"], resp["ts"])
 
     async def find(self, post: DailyPost) -> str | None:
+        auth = await self._auth(post.tenant)
         try:
             resp = await self._call(lambda: self.client.conversations_history(
-                channel=post.channel, include_all_metadata=True, limit=100), channel=post.channel,
+                channel=post.channel, include_all_metadata=True, limit=100, **auth), channel=post.channel,
                 what="looking for an interrupted daily post")
         except Permanent as exc:
             if exc.reason in _NOT_FINDABLE:
@@ -152,9 +162,11 @@ class SlackDailyPoster:
             log.warning("daily post %s has no message to edit; nothing to reveal", reveal.post_id)
             return
         channel, ts = reveal.message_ref.split(":", 1)
+        auth = await self._auth(reveal.tenant)
         try:
             message = self.render.daily_reveal(reveal)
-            await self._call(lambda: self.client.chat_update(channel=channel, ts=ts, **message), channel=channel,
+            await self._call(lambda: self.client.chat_update(channel=channel, ts=ts, **message, **auth),
+                             channel=channel,
                              what="revealing the daily answer")
         except Permanent as exc:
             if exc.reason not in _NOT_EDITABLE:

@@ -12,18 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.outbox import OutboxEntry
 
 from .errors import slack_call
+from .oauth import WorkspaceClients
 
 log = logging.getLogger(__name__)
 
 
 class UserGroupGrants:
-    def __init__(self, client: AsyncWebClient, usergroup: str) -> None:
-        self.client = client
+    def __init__(self, clients: WorkspaceClients, usergroup: str) -> None:
+        self.clients = clients  # the entry's workspace's client
         self.usergroup = usergroup
         self._lock = asyncio.Lock()
 
@@ -31,11 +30,12 @@ class UserGroupGrants:
         """Add the entry's player to the user group (a no-op if they are in it). Raises PlatformError."""
         user = entry.data["user"]
         what = f"adding <@{user}> to the badge user group"
+        client = await self.clients.client(entry.tenant)
         async with self._lock:
-            listed = await slack_call(self.client.usergroups_users_list(usergroup=self.usergroup), what=what)
+            listed = await slack_call(client.usergroups_users_list(usergroup=self.usergroup), what=what)
             members = list(listed.get("users") or [])
             if user not in members:
-                await slack_call(self.client.usergroups_users_update(usergroup=self.usergroup,
+                await slack_call(client.usergroups_users_update(usergroup=self.usergroup,
                                                                      users=members + [user]), what=what)
                 log.info("added %s to user group %s", user, self.usergroup)
         return self.usergroup

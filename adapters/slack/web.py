@@ -45,8 +45,9 @@ def retry_handlers() -> list[AsyncRetryHandler]:
     return async_default_handlers() + [AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
 
 
-def make_client(token: str, *, base_url: str | None = None) -> AsyncWebClient:
-    """The bot's Web API client. `base_url` (ending in '/') points it elsewhere, e.g. at a test fake."""
+def make_client(token: str | None, *, base_url: str | None = None) -> AsyncWebClient:
+    """The bot's Web API client. `base_url` (ending in '/') points it elsewhere, e.g. at a test fake.
+    Without a token (OAuth mode) each call gets its workspace's token from bolt or the installs."""
     kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
     return AsyncWebClient(token=token, retry_handlers=retry_handlers(), timeout=WEB_API_TIMEOUT, **kwargs)
 

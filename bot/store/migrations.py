@@ -427,3 +427,34 @@ MIGRATIONS.append(
         """},
     )
 )
+
+MIGRATIONS.append(
+    (
+        8,
+        "installations of the app in many workspaces (tokens encrypted by the adapter), OAuth install states",
+        """
+        CREATE TABLE installations (
+            platform TEXT NOT NULL,
+            enterprise_id TEXT NOT NULL,
+            team_id TEXT NOT NULL,
+            is_enterprise_install INTEGER NOT NULL DEFAULT 0,
+            app_id TEXT,
+            enterprise_name TEXT,
+            team_name TEXT,
+            bot_id TEXT,
+            bot_user_id TEXT,
+            bot_scopes TEXT NOT NULL DEFAULT '',
+            bot_token TEXT NOT NULL,
+            installer_user_id TEXT,
+            installed_at REAL NOT NULL,
+            PRIMARY KEY (platform, enterprise_id, team_id)
+        );
+        CREATE INDEX installations_team ON installations(platform, team_id);
+        CREATE TABLE oauth_states (
+            state TEXT PRIMARY KEY,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX oauth_states_expiry ON oauth_states(expires_at);
+        """,
+    )
+)
