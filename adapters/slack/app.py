@@ -61,6 +61,7 @@ from .oauth import (
     WorkspaceClients,
     cipher_for,
     oauth_settings,
+    redact_tokens_in_logs,
 )
 from .web import make_client, post_to_response_url
 from .work import WorkQueue
@@ -434,6 +435,7 @@ def build_app(settings: Settings, engine: QuizEngine, *, scheduler: Scheduler | 
     signing_secret = settings.slack_signing_secret or secrets.token_hex(32)
     scheduler = scheduler or Scheduler(engine, engine.clock)
     if settings.slack_oauth:
+        redact_tokens_in_logs()
         installations = SqlInstallationStore(engine.store, engine.clock, cipher_for(settings))
         oauth = oauth_settings(settings, installations, SqlOAuthStateStore(engine.store, engine.clock), BOLT_LOG)
         app = QuizApp(client=client, signing_secret=signing_secret, process_before_response=True, logger=BOLT_LOG,

@@ -25,6 +25,7 @@ installs the app again. In single-workspace mode `OneWorkspace` hands out the on
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from logging import Logger
@@ -34,7 +35,9 @@ from typing import Any, Protocol, TypeVar
 import yaml
 from cryptography.fernet import InvalidToken, MultiFernet
 from slack_bolt.error import BoltError
+from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions, AsyncFailureArgs, AsyncSuccessArgs
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
 from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
@@ -63,6 +66,27 @@ T = TypeVar("T")
 
 class TokenKeyError(StartupFailed):
     """MLDEBT_TOKEN_KEY cannot decrypt the tokens in the database; the message says what to do."""
+
+
+TOKEN_TEXT = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
+WEB_API_LOG = "slack_sdk.web.async_base_client"  # logs each response body at DEBUG, oauth.v2.access's token too
+
+
+class RedactTokens(logging.Filter):
+    """Slack tokens out of log lines: slack_sdk redacts the Authorization header it logs at DEBUG, but
+    not the body of oauth.v2.access, which holds the new bot token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "xox" in message:
+            record.msg, record.args = TOKEN_TEXT.sub("(redacted)", message), None
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    logger = logging.getLogger(WEB_API_LOG)
+    if not any(isinstance(f, RedactTokens) for f in logger.filters):
+        logger.addFilter(RedactTokens())
 
 
 def bot_scopes() -> list[str]:
@@ -339,9 +363,20 @@ def oauth_settings(settings: Settings, installations: SqlInstallationStore,
                                scopes=bot_scopes(), user_scopes=[], redirect_uri=settings.slack_redirect_uri,
                                install_path=INSTALL_PATH, redirect_uri_path=REDIRECT_PATH,
                                installation_store=installations, installation_store_bot_only=True,
-                               state_store=states, state_expiration_seconds=states.expiration_seconds, logger=logger)
+                               state_store=states, state_expiration_seconds=states.expiration_seconds, logger=logger,
+                               callback_options=AsyncCallbackOptions(success=_installed, failure=_refused))
     oauth.authorize.cache_enabled = True  # type: ignore[attr-defined]
     return oauth
+
+
+async def _installed(args: AsyncSuccessArgs) -> BoltResponse:
+    return await args.default.success(args)
+
+
+async def _refused(args: AsyncFailureArgs) -> BoltResponse:
+    """bolt's failure page, and one log line with the reason (bolt logs it only at debug level)."""
+    log.warning("Slack: refused an install (%s)", args.reason)
+    return await args.default.failure(args)
 
 
 def cipher_for(settings: Settings) -> TokenCipher:

@@ -1,4 +1,5 @@
-"""`mldebt run` with SLACK_BOT_TOKEN: Socket Mode when SLACK_APP_TOKEN is set, else HTTP.
+"""`mldebt run` with SLACK_BOT_TOKEN: Socket Mode when SLACK_APP_TOKEN is set, else HTTP. With
+SLACK_CLIENT_ID and SLACK_CLIENT_SECRET instead (installs in many workspaces, oauth.py): HTTP only.
 
 Socket Mode needs no public URL: the app opens a websocket to Slack (apps.connections.open with the
 xapp- token) and slack_sdk reconnects by itself. HTTP mode serves POST /slack/events (signatures
@@ -91,6 +92,8 @@ async def slack_running(core: Core, *, client: AsyncWebClient | None = None,
     settings = core.settings
     app = build_app(settings, core.engine, scheduler=core.scheduler, client=client)
     try:
+        if app.quiz.installations is not None:  # OAuth mode: every stored token readable, under the newest key
+            await app.quiz.installations.reencrypt()
         if settings.slack_app_token:
             handler = AsyncSocketModeHandler(app, app_token=settings.slack_app_token)
             try:
@@ -105,6 +108,9 @@ async def slack_running(core: Core, *, client: AsyncWebClient | None = None,
             try:
                 log.info("Slack: HTTP mode on %s:%s (POST %s, GET /healthz)", settings.http_host, port,
                          EVENTS_PATH)
+                if app.oauth_flow is not None:
+                    log.info("Slack: installs in many workspaces; \"Add to Slack\" at GET %s",
+                             app.oauth_flow.install_path)
                 yield SlackRuntime(app, "http", port)
             finally:
                 await runner.cleanup()

@@ -16,6 +16,7 @@ import slack_bolt.request.async_request as async_request
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -130,7 +131,28 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
     web_app = web.Application(client_max_size=MAX_BODY)
     web_app.router.add_post(EVENTS_PATH, slack_events)
     web_app.router.add_get(HEALTH_PATH, healthz)
+    if app.oauth_flow is not None:
+        add_install_pages(web_app, app.oauth_flow)
     return web_app
+
+
+def add_install_pages(web_app: web.Application, flow: AsyncOAuthFlow) -> None:
+    """OAuth mode: bolt's "Add to Slack" page and the redirect Slack sends the installing browser to.
+
+    The flow's state goes out as a cookie and a database row (oauth.py), so the redirect may reach
+    any replica; a bad, missing, expired or reused state gets bolt's failure page and stores nothing."""
+    async def install(request: web.Request) -> web.StreamResponse:
+        return await to_aiohttp_response(await flow.handle_installation(_page_request(request)))
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        return await to_aiohttp_response(await flow.handle_callback(_page_request(request)))
+
+    web_app.router.add_get(flow.install_path, install)
+    web_app.router.add_get(flow.redirect_uri_path, redirect)
+
+
+def _page_request(request: web.Request) -> AsyncBoltRequest:
+    return AsyncBoltRequest(body="", query=request.query_string, headers=dict(request.headers))
 
 
 async def serve_http(web_app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

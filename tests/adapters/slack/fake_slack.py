@@ -19,11 +19,17 @@ Behaviour knobs:
     fake.channels["C0OUT"] = {"is_member": False}                  # ... the bot is not in it
     url = fake.new_response_url(channel="C1", user="U1")           # a command's response_url
     url = fake.new_response_url(original={"ephemeral": "E1"})      # a click's: original = that message
+    fake.install_code("c0de", team_id="T0B", token="xoxb-b")       # oauth.v2.access: a one-time code
+    fake.revoked.add("xoxb-b")                                      # calls with it: token_revoked
     calls = await fake.wait_for("chat.postMessage", count=1)       # event-driven, no polling
 
 response_url model: an ephemeral post creates a message in `fake.ephemeral_messages` (only its
 user sees it); `replace_original` rewrites the URL's original message (for a command's URL: the
 last message posted through it); `in_channel` posts land in `fake.channel_posts`.
+
+Many workspaces: each bot token an install handed out (`install_code`, then oauth.v2.access) belongs
+to its workspace, and auth.test, users.info and views.publish answer as that workspace; any other
+xoxb- token is the default workspace's. Every call's token is recorded (`RecordedCall.token`).
 
 Not a full Slack: only the methods the mldebt adapter uses are modelled; any other
 method answers {"ok": false, "error": "unknown_method"} (and is still recorded).
@@ -32,6 +38,7 @@ method answers {"ok": false, "error": "unknown_method"} (and is still recorded).
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -129,6 +136,12 @@ class FakeSlack:
         self._cond = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        # OAuth installs: the app's credentials, one-time codes, and the workspace of each token handed out
+        self.client_id, self.client_secret = "1111.2222", "0123456789abcdef0123456789abcdef"
+        self.codes: dict[str, dict[str, str]] = {}
+        self.token_teams: dict[str, str] = {}  # bot token -> team id
+        self.revoked: set[str] = set()  # tokens Slack no longer accepts (uninstalled, revoked)
+        self._team = team_id  # the workspace of the call being answered
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -168,6 +181,13 @@ class FakeSlack:
         await self.stop()
 
     # ------------------------------------------------------------------ knobs
+    def install_code(self, code: str, *, team_id: str, token: str, team: str | None = None,
+                     installer: str = "U0ADMIN") -> None:
+        """A code Slack gives a browser that approved the install in `team_id`; oauth.v2.access trades it
+        once for `token`."""
+        self.codes[code] = {"team_id": team_id, "team": team or team_id.lower(), "token": token,
+                            "installer": installer}
+
     def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 1) -> None:
         """Answer HTTP 429 + Retry-After for the next `times` calls of `method` (or RESPONSE_URL)."""
         self._plans.setdefault(method, []).extend(
@@ -310,9 +330,14 @@ class FakeSlack:
             )
         if plan is not None and plan.kind == "error":
             return await self._answer(call, 200, {"ok": False, "error": plan.error})
+        if method == "oauth.v2.access":
+            return await self._answer(call, 200, self._oauth_v2_access(call))
         token = call.token
         if not token:
             return await self._answer(call, 200, {"ok": False, "error": "not_authed"})
+        if token in self.revoked:
+            return await self._answer(call, 200, {"ok": False, "error": "token_revoked"})
+        self._team = self.token_teams.get(token, self.team_id)
         if method == "apps.connections.open":
             if not token.startswith("xapp-"):
                 return await self._answer(call, 200, {"ok": False, "error": "not_allowed_token_type"})
@@ -326,7 +351,21 @@ class FakeSlack:
         body, headers = handler(call.args)
         return await self._answer(call, 200, body, headers)
 
-    # --- Web API methods. Each returns (json_body, extra_headers).
+    def _oauth_v2_access(self, call: RecordedCall) -> dict:
+        """Trade a one-time code for a bot token, if the app's credentials (HTTP Basic) are right."""
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if call.headers.get("Authorization") != f"Basic {expected}":
+            return {"ok": False, "error": "invalid_client_id"}
+        grant = self.codes.pop(call.args.get("code") or "", None)
+        if grant is None:
+            return {"ok": False, "error": "invalid_code"}
+        self.token_teams[grant["token"]] = grant["team_id"]
+        return {"ok": True, "app_id": "A0TEST", "authed_user": {"id": grant["installer"]}, "scope": self.scopes,
+                "token_type": "bot", "access_token": grant["token"], "bot_user_id": self.bot_user_id,
+                "team": {"id": grant["team_id"], "name": grant["team"]}, "enterprise": None,
+                "is_enterprise_install": False}
+
+    # --- Web API methods. Each returns (json_body, extra_headers); `self._team` is the caller's workspace.
     def _m_auth_test(self, a: dict):
         return (
             {
@@ -334,7 +373,7 @@ class FakeSlack:
                 "url": f"https://{self.team}.slack.com/",
                 "team": self.team,
                 "user": "mldebt",
-                "team_id": self.team_id,
+                "team_id": self._team,
                 "user_id": self.bot_user_id,
                 "bot_id": self.bot_id,
                 "is_enterprise_install": False,
@@ -400,7 +439,7 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_arguments"}, None
         stored = {
             "id": "V" + uuid.uuid4().hex[:10].upper(),
-            "team_id": self.team_id,
+            "team_id": self._team,
             "type": "home",
             "blocks": view.get("blocks", []),
             "private_metadata": view.get("private_metadata", ""),
@@ -433,7 +472,7 @@ class FakeSlack:
         user = a.get("user")
         if user not in self.users:
             return {"ok": False, "error": "user_not_found"}, None
-        return {"ok": True, "user": {"id": user, "team_id": self.team_id, **self.users[user]}}, None
+        return {"ok": True, "user": {"id": user, "team_id": self._team, **self.users[user]}}, None
 
     def _m_usergroups_users_list(self, a: dict):
         group = a.get("usergroup")

@@ -43,8 +43,9 @@ class Workspace:
         self.http: aiohttp.ClientSession | None = None  # set: requests go over HTTP to `events_url`
         self.events_url = ""
 
-    def user(self, user_id: str = "U0ALICE", name: str = "alice", channel: str = "C0QUIZ") -> SlackUser:
-        return SlackUser(self, user_id, name, channel)
+    def user(self, user_id: str = "U0ALICE", name: str = "alice", channel: str = "C0QUIZ", *,
+             team: str = TEAM) -> SlackUser:
+        return SlackUser(self, user_id, name, channel, team)
 
     async def send(self, req: SignedRequest) -> Response:
         """Deliver one request as Slack would and wait until the app's background work is done."""
@@ -64,10 +65,11 @@ class SlackUser:
     id: str
     name: str
     channel: str
+    team: str = TEAM
 
     def command_request(self, text: str, **kw: Any) -> tuple[SignedRequest, str]:
         url = self.ws.fake.new_response_url(channel=self.channel, user=self.id)
-        req = signed_slash_command(SECRET, text=text, user_id=self.id, user_name=self.name, team_id=TEAM,
+        req = signed_slash_command(SECRET, text=text, user_id=self.id, user_name=self.name, team_id=self.team,
                                    channel_id=self.channel, response_url=url, **kw)
         return req, url
 
@@ -84,7 +86,7 @@ class SlackUser:
         action_id = buttons(message)[label]
         url = self.ws.fake.new_response_url(original={"ephemeral": message["id"]})
         return signed_block_action(SECRET, action_id=action_id, value=action_id, response_url=url,
-                                   user_id=self.id, user_name=self.name, team_id=TEAM, channel_id=self.channel,
+                                   user_id=self.id, user_name=self.name, team_id=self.team, channel_id=self.channel,
                                    message_ts=message["ts"], is_ephemeral=True, button_text=label,
                                    action_ts=action_ts, trigger_id=trigger_id)
 
@@ -99,7 +101,7 @@ class SlackUser:
         action_id = buttons(message)[label]
         url = self.ws.fake.new_response_url(original={"channel": channel, "ts": ts}, channel=channel, user=self.id)
         req = signed_block_action(SECRET, action_id=action_id, value=action_id, response_url=url, user_id=self.id,
-                                  user_name=self.name, team_id=TEAM, channel_id=channel, message_ts=ts,
+                                  user_name=self.name, team_id=self.team, channel_id=channel, message_ts=ts,
                                   button_text=label, message={k: v for k, v in message.items() if k != "id"},
                                   **kw)
         resp = await self.ws.send(req)
