@@ -5,6 +5,7 @@ workspace it is for. The app is the real bolt AsyncApp built in OAuth mode; Slac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -14,9 +15,12 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
-from adapters.slack.oauth import bot_scopes
+from adapters.slack.oauth import TokenKeyError, bot_scopes
+from adapters.slack.runner import slack_running
 from adapters.slack.web import build_web_app, make_client, serve_http
+from bot.cli import Core
 from bot.config import Settings
+from bot.scheduler import Scheduler
 
 from .fake_slack import RESPONSE_URL, FakeSlack, RecordedCall
 from .slack_requests import signed_event
@@ -249,3 +253,20 @@ async def test_a_delivery_for_a_workspace_without_an_install_pauses_it_until_it_
     await scheduler.tick()
     [post] = fake.calls_for("chat.postMessage")
     assert (post.args["channel"], post.token) == ("C0DAILYA", "xoxb-aaa-new")
+
+
+async def test_start_up_stops_when_the_key_cannot_read_the_stored_tokens(browser, settings, bank, store, engine,
+                                                                        clock, client):
+    await browser.install(A, TOKENS[A])
+    other_key = dataclasses.replace(settings, token_key=Fernet.generate_key().decode())
+    core = Core(other_key, bank, store, engine, Scheduler(engine, clock), clock)
+    with pytest.raises(TokenKeyError) as refused:
+        async with slack_running(core, client=client):
+            raise AssertionError("started with a key that cannot decrypt the installs")
+    assert str(refused.value).startswith("MLDEBT_TOKEN_KEY cannot decrypt the bot tokens of 1 of 1 Slack installs")
+    rotated = dataclasses.replace(settings, token_key=f"{other_key.token_key},{settings.token_key}")
+    async with slack_running(Core(rotated, bank, store, engine, Scheduler(engine, clock), clock), client=client) as rt:
+        assert rt.mode == "http" and rt.app.oauth_flow is not None
+    async with store.transaction() as tx:  # re-encrypted under the new key at start-up
+        stored = (await tx.installation_of_team("slack", A)).bot_token
+    assert Fernet(other_key.token_key.encode()).decrypt(stored.encode()).decode() == TOKENS[A]
