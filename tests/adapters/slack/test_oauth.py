@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -15,16 +16,20 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
+from adapters.slack.app import build_app
 from adapters.slack.oauth import TokenKeyError, bot_scopes
 from adapters.slack.runner import slack_running
 from adapters.slack.web import build_web_app, make_client, serve_http
 from bot.cli import Core
 from bot.config import Settings
+from bot.engine import QuizEngine
 from bot.scheduler import Scheduler
+from bot.store import SqliteStore
 
 from .fake_slack import RESPONSE_URL, FakeSlack, RecordedCall
 from .slack_requests import signed_event
-from .workspace import SECRET, USERGROUP, question_id, texts
+from .tracker import BackgroundTracker
+from .workspace import SECRET, USERGROUP, Workspace, question_id, texts
 
 COOKIE = "slack-app-oauth-state"
 A, B = "T0AAA", "T0BBB"
@@ -197,6 +202,26 @@ async def test_two_workspaces_play_at_once_each_with_its_own_token(browser, fake
 
 # -- uninstall, a lost install, reinstall -----------------------------------------------------------------
 
+async def test_a_workspace_that_never_installed_is_refused_and_nothing_is_written(browser, fake, db, slack, caplog):
+    await browser.install(A, TOKENS[A])
+    before = db.counts()
+    stranger = slack.user("U0EVE", "eve", "C0QUIZX", team="T0XXX")
+    req, url = stranger.command_request("challenge")
+    assert (await slack.send(req)).status == 200
+    assert "no longer available" in fake.response_url_state(url).posts[0]["text"]
+    assert db.counts() == before and "Traceback" not in caplog.text
+    assert all(c.token in (None, TOKENS[A]) for c in fake.calls)  # no token was made up for it
+
+
+async def test_a_revoked_bot_token_deletes_the_install_a_revoked_user_token_does_not(browser, db, slack):
+    await browser.install(A, TOKENS[A])
+    await slack.send(signed_event(SECRET, {"type": "tokens_revoked", "tokens": {"oauth": ["U0ALICE"]}}, team_id=A))
+    assert db.rows("SELECT team_id FROM installations") == [(A,)]
+    await slack.send(signed_event(SECRET, {"type": "tokens_revoked", "tokens": {"bot": ["U0BOT"]}}, team_id=A))
+    assert db.rows("SELECT team_id FROM installations") == []
+    assert db.rows("SELECT tenant, state, reason FROM outbox_targets") == [(A, "paused", "tokens_revoked")]
+
+
 async def test_an_uninstall_deletes_the_install_refuses_its_requests_and_pauses_only_that_workspace(
         browser, fake, db, slack, clock, scheduler, caplog):
     for team in (A, B):
@@ -270,3 +295,32 @@ async def test_start_up_stops_when_the_key_cannot_read_the_stored_tokens(browser
     async with store.transaction() as tx:  # re-encrypted under the new key at start-up
         stored = (await tx.installation_of_team("slack", A)).bot_token
     assert Fernet(other_key.token_key.encode()).decrypt(stored.encode()).decode() == TOKENS[A]
+
+
+async def test_an_install_begun_on_one_replica_finishes_on_another_and_both_serve_it(
+        browser, fake, settings, bank, clock, client, db, tmp_path, slack):
+    """No session state in a process: the second replica has its own engine and store on the same database."""
+    other_store = SqliteStore(tmp_path / "quiz.sqlite3")
+    await other_store.open()
+    try:
+        other_engine = QuizEngine(other_store, bank, clock, rng=random.Random(3))
+        other_app = build_app(settings, other_engine, scheduler=Scheduler(other_engine, clock), client=client)
+        runner, port = await serve_http(build_web_app(other_app), "127.0.0.1", 0)
+        try:
+            replica = Browser(browser.http, f"http://127.0.0.1:{port}", fake)
+            _url, state = await browser.start()  # the "Add to Slack" page from the first replica
+            fake.install_code("c0de", team_id=A, token=TOKENS[A])
+            status, page = await replica.back_from_slack({"code": "c0de", "state": state}, state)
+            assert status == 200 and "Thank you!" in page
+            assert (await browser.back_from_slack({"code": "c0de", "state": state}, state))[0] == 401  # used up
+        finally:
+            await runner.cleanup()
+        carol = slack.user("U0CAROL", "carol", "C0QUIZA", team=A)
+        assert "*Mastery challenge* · 1/5" in texts(await carol.command("challenge"))  # the first replica serves it
+        other = Workspace(fake, other_app, BackgroundTracker(other_app), bank)
+        alice = other.user("U0ALICE", "alice", "C0QUIZA", team=A)
+        assert "*Mastery challenge* · 1/5" in texts(await alice.command("challenge"))  # and so does the second
+        await other_app.work.close()
+    finally:
+        await other_store.close()
+    assert db.rows("SELECT COUNT(*) FROM sessions") == [(2,)]
