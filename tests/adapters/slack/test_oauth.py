@@ -255,6 +255,8 @@ async def test_an_uninstall_deletes_the_install_refuses_its_requests_and_pauses_
     await scheduler.tick()
     posted = [c for c in fake.calls[calls:] if c.method == "chat.postMessage"]
     assert [(c.args["channel"], c.token) for c in posted] == [("C0DAILYB", TOKENS[B])]
+    [reveal] = [c for c in fake.calls[calls:] if c.method == "chat.update"]  # yesterday's post, revealed
+    assert (reveal.args["channel"], reveal.token) == ("C0DAILYB", TOKENS[B])
     assert all(c.token != TOKENS[A] for c in fake.calls[calls:])
 
 
