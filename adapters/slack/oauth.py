@@ -181,7 +181,7 @@ class SqlInstallationStore(AsyncInstallationStore):
             await self._db.run(lambda tx: tx.save_installation(row))
         except (WriteConflict, StoreBusy) as exc:
             raise BoltError(f"the database did not take the install ({type(exc).__name__})") from exc
-        log.info("Slack: installed in workspace %s (%s)", team_id or enterprise_id, bot.team_name or "")
+        log.info("Slack: installed in workspace %s", team_id or enterprise_id)  # ids only: names are user text
         if self.on_saved is not None and team_id:
             await self.on_saved(team_id)
 
