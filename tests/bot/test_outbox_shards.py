@@ -11,6 +11,7 @@ import pytest
 
 from bot import outbox
 from bot.outbox import KindSender, OutboxWorker, ShardFilter
+from bot.replies import Player
 from bot.store.outbox import OutboxEntry
 
 COUNT = 4
@@ -135,3 +136,16 @@ async def test_an_unsharded_worker_and_a_filter_for_another_platform_are_refused
     w.shard("discord", None)  # a rebuilt unsharded bot: every guild again
     await w.run_once()
     assert rec.sent == ["g2"]
+
+
+async def test_a_process_without_discord_closes_a_discord_question_and_a_shard_process_tells_the_player(
+        store, clock, engine):
+    player = Player("discord", guild_on(2), "u1", "Ann")
+    await engine.start(player, "challenge")  # `engine` runs no platform: a Slack-only replica, say
+    clock.advance(121)
+    [closed] = await engine.expire_due()
+    assert closed.player == player
+    assert await statuses(store) == {f"timeout:{closed.session_id}:0": "pending"}
+    shard_2, rec = worker(store, clock, ShardFilter("discord", COUNT, (2, 3)))
+    await shard_2.run_once()
+    assert rec.sent == [f"timeout:{closed.session_id}:0"]
