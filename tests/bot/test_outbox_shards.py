@@ -4,6 +4,7 @@ on a shard no process runs stays pending until it expires, then it is dropped, n
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ import pytest
 from bot import outbox
 from bot.outbox import KindSender, OutboxWorker, ShardFilter
 from bot.replies import Player
+from bot.scheduler import Scheduler
 from bot.store.outbox import OutboxEntry
 
 COUNT = 4
@@ -149,3 +151,24 @@ async def test_a_process_without_discord_closes_a_discord_question_and_a_shard_p
     shard_2, rec = worker(store, clock, ShardFilter("discord", COUNT, (2, 3)))
     await shard_2.run_once()
     assert rec.sent == [f"timeout:{closed.session_id}:0"]
+
+
+async def test_a_shard_processs_scheduler_sleeps_past_another_shards_due_entry(store, clock, engine):
+    await enqueue(store, clock, "discord", guild_on(3), "theirs")
+    sent: list[str] = []
+
+    async def grant(entry: OutboxEntry) -> None:
+        sent.append(entry.key)
+
+    scheduler = Scheduler(engine, clock, idle_seconds=3600)
+    scheduler.deliver("discord", "grant", grant)
+    scheduler.outbox.shard("discord", ShardFilter("discord", COUNT, (0,)))
+    task = scheduler.start()
+    try:
+        async with asyncio.timeout(5):
+            await scheduler.asleep.wait()
+        assert scheduler.sleeping_until == clock.now() + scheduler.idle  # an idle wait, not a spin
+        assert sent == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

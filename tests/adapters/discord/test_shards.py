@@ -8,6 +8,7 @@ rolling restart); each has its own engine, store connection and scheduler on the
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,17 +19,20 @@ import discord
 import pytest
 import simcord
 
+from adapters.discord import runner
 from adapters.discord.client import MlDebtBot, ShardedMlDebtBot, build_bot, describe_shards, shard_filter
 from bot.bank import Bank
+from bot.cli import open_core
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.engine import QuizEngine
+from bot.outbox import ShardFilter
 from bot.scheduler import Scheduler
 from bot.store import SqliteStore
 from tests.adapters.discord.helpers import card, field_names
+from tests.fakes.bank import write_bank
 
-SYNC = ("PUT", "commands")
-
+TOKEN = "A" * 24 + "." + "B" * 6 + "." + "C" * 27  # shaped like a bot token; never sent anywhere
 
 @dataclass
 class Process:
@@ -178,3 +182,32 @@ def test_only_a_process_short_of_some_shards_filters_and_the_log_names_its_shard
     assert describe_shards(settings((0, 1, 3))) == "shards 0-1, 3 of 4"
     assert describe_shards(settings((2,))) == "shard 2 of 4"
     assert type(build_bot(Settings(), engine)) is MlDebtBot  # unset: the unsharded client, as before
+
+
+async def test_the_runner_starts_the_sharded_bot_on_its_shards_only(tmp_path, monkeypatch, caplog):
+    settings = Settings(database=tmp_path / "q.sqlite3", question_bank=(write_bank(tmp_path / "bank"),),
+                        discord_token=TOKEN, discord_shard_count=4, discord_shard_ids=(2, 3))
+    core = await open_core(settings)
+    built: list[MlDebtBot] = []
+    real_build = runner.build_bot
+
+    def build(*args, **kw) -> MlDebtBot:
+        built.append(real_build(*args, **kw))
+        return built[-1]
+
+    async def refuse(self, token):  # Discord's answer to a bad token, under discord.py's real login
+        raise discord.LoginFailure("Improper token has been passed.")
+
+    monkeypatch.setattr(runner, "build_bot", build)
+    monkeypatch.setattr(discord.http.HTTPClient, "static_login", refuse)
+    caplog.set_level(logging.INFO, logger="adapters.discord.runner")
+    try:
+        with pytest.raises(runner.DiscordStartError, match="Discord rejected DISCORD_TOKEN"):
+            await runner.run_discord(core)
+        [bot] = built
+        assert isinstance(bot, ShardedMlDebtBot) and (bot.shard_count, bot.shard_ids) == (4, [2, 3])
+        assert not bot.sync_commands
+        assert core.scheduler.outbox.shards == (ShardFilter("discord", 4, (2, 3)),)
+        assert "Discord: running shards 2-3 of 4; the process running shard 0 syncs the commands" in caplog.messages
+    finally:
+        await core.close()
