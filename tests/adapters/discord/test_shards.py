@@ -28,7 +28,7 @@ from bot.config import Settings
 from bot.engine import QuizEngine
 from bot.outbox import ShardFilter
 from bot.scheduler import Scheduler
-from bot.store import SqliteStore
+from bot.store import Store, store_for
 from tests.adapters.discord.helpers import card, field_names
 from tests.fakes.bank import write_bank
 
@@ -39,7 +39,7 @@ class Process:
     """What one `mldebt run` with DISCORD_SHARD_IDS holds: its engine, scheduler and bot."""
 
     settings: Settings
-    store: SqliteStore
+    store: Store
     engine: QuizEngine
     scheduler: Scheduler
     bot: MlDebtBot
@@ -51,13 +51,16 @@ class Process:
         return self.bot
 
 
-@pytest.fixture
-async def processes(tmp_path: Path, bank: Bank, clock: FakeClock):
+@pytest.fixture(params=["sqlite", "postgres"])
+async def processes(request, tmp_path: Path, bank: Bank, clock: FakeClock):
+    """Starts a process on shards `ids` of 2; all of them on one database (SQLite file or PostgreSQL)."""
     made: list[Process] = []
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
 
     async def start(*ids: int) -> Process:
-        settings = Settings(database=tmp_path / "quiz.sqlite3", discord_shard_count=2, discord_shard_ids=ids)
-        store = SqliteStore(settings.database)
+        settings = Settings(database=tmp_path / "quiz.sqlite3", database_url=url, discord_shard_count=2,
+                            discord_shard_ids=ids)
+        store = store_for(url or settings.database)
         await store.open()
         engine = QuizEngine(store, bank, clock, rng=random.Random(len(made)))
         process = Process(settings, store, engine, Scheduler(engine, clock), None)  # type: ignore[arg-type]
@@ -87,11 +90,9 @@ def syncs(env: simcord.Env) -> int:
     return sum(1 for r in env.http_requests if r.method == "PUT" and r.path.endswith("/commands"))
 
 
-def query(tmp_path: Path, sql: str, *args) -> list[tuple]:
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / "quiz.sqlite3") as conn:
-        return conn.execute(sql, args).fetchall()
+async def query(process: Process, sql: str) -> list[tuple]:
+    async with process.store.transaction() as tx:
+        return sorted(tuple(r) for r in await tx._all(sql, ()))
 
 
 async def test_each_process_sees_only_its_shards_guilds_and_only_shard_0_syncs_commands(processes):
@@ -122,8 +123,8 @@ def mod_of(env: simcord.Env, guild: simcord.GuildHandle, name: str) -> simcord.M
     return guild.add_member(env.create_user(name), roles=[role])
 
 
-def outbox_rows(tmp_path: Path) -> list[tuple]:
-    return query(tmp_path, "SELECT tenant, kind, status, attempts FROM outbox ORDER BY tenant, kind")
+async def outbox_rows(process: Process) -> list[tuple]:
+    return await query(process, "SELECT tenant, kind, status, attempts FROM outbox")
 
 
 async def test_each_process_delivers_only_its_guilds_entries_whoever_wrote_them(processes, clock, tmp_path):
@@ -149,13 +150,13 @@ async def test_each_process_delivers_only_its_guilds_entries_whoever_wrote_them(
         closed = await b.scheduler.tick()
         await env.settle()
         assert sorted(d.player.tenant for d in closed) == sorted([str(zero.id), str(one.id)])
-        assert sorted(query(tmp_path, "SELECT tenant, status FROM daily_posts")) == sorted(
+        assert await query(b, "SELECT tenant, status FROM daily_posts") == sorted(
             [(str(zero.id), "queued"), (str(one.id), "posted")])
         # ...but sends only its own guild's: shard 0's wait for the process that runs shard 0
         assert field_names(card1)[0].startswith("⏰ Time's up!") and len(q1.history()) == 1
         assert not field_names(card0) and q0.history() == []
         g0, g1 = str(zero.id), str(one.id)
-        assert outbox_rows(tmp_path) == sorted([(g0, "daily_post", "pending", 0), (g0, "timeout", "pending", 0),
+        assert await outbox_rows(b) == sorted([(g0, "daily_post", "pending", 0), (g0, "timeout", "pending", 0),
                                                 (g1, "daily_post", "sent", 1), (g1, "timeout", "sent", 1)])
         wake = await b.engine.next_wakeup(b.scheduler.outbox.routes(), b.scheduler.outbox.shards)
         assert wake > clock.now()  # shard 0's due entries do not keep shard 1's scheduler spinning
@@ -167,7 +168,7 @@ async def test_each_process_delivers_only_its_guilds_entries_whoever_wrote_them(
         await env.settle()
         assert field_names(card0)[0].startswith("⏰ Time's up!") and card(card0).session_id
         assert len(q0.history()) == 1 and len(q1.history()) == 1
-        assert outbox_rows(tmp_path) == sorted([(g0, "daily_post", "sent", 1), (g0, "timeout", "sent", 1),
+        assert await outbox_rows(a) == sorted([(g0, "daily_post", "sent", 1), (g0, "timeout", "sent", 1),
                                                 (g1, "daily_post", "sent", 1), (g1, "timeout", "sent", 1)])
         await b.scheduler.outbox.run_once()
         assert len(q0.history()) == 1 and len(q1.history()) == 1
