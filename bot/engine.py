@@ -131,9 +131,10 @@ class QuizEngine(CommunityMixin):
         self._unseen_keys_loaded = False
         # platform -> the outbox kinds this process delivers there (registered through the scheduler);
         # a celebration is written only where it will be delivered (the answer that earns it is
-        # handled by a process running its platform). A time-out is always written: any process's
-        # scheduler may close any platform's question (a Slack-only replica a Discord one), and the
-        # process that runs the platform (and the guild's shard) delivers it, or it expires unsent
+        # handled by a process running its platform). A time-out is written unless this process runs
+        # the platform without time-out messages: any process's scheduler may close any platform's
+        # question (a Slack-only replica a Discord one), and a process that runs the platform (and
+        # the guild's shard) delivers it, or it expires unsent
         self.outbox_kinds: dict[str, set[str]] = {}
         # platform -> `probe(tenant, channel)`: raises a PlatformError if the bot cannot post there
         self.channel_probes: dict[str, Callable[[str, str], Awaitable[None]]] = {}
@@ -751,9 +752,11 @@ class QuizEngine(CommunityMixin):
 
     async def _enqueue_timeout(self, tx: Tx, delivery: Delivery, position: int) -> None:
         player, now = delivery.player, self._now()
-        await tx.enqueue(player.platform, player.tenant, "timeout", f"timeout:{delivery.session_id}:{position}",
-                         _route_target(delivery.route), outbox.dumps(delivery.__dict__), now,
-                         expires_at=now + TIMEOUT_TTL)
+        kinds = self.outbox_kinds.get(player.platform)
+        if kinds is None or "timeout" in kinds:
+            await tx.enqueue(player.platform, player.tenant, "timeout", f"timeout:{delivery.session_id}:{position}",
+                             _route_target(delivery.route), outbox.dumps(delivery.__dict__), now,
+                             expires_at=now + TIMEOUT_TTL)
 
     @retried
     async def tenant_removed(self, platform: str, tenant: str, reason: str, fix: str | None = None) -> None:
