@@ -65,9 +65,6 @@ class ShardFilter:
     count: int
     ids: tuple[int, ...]
 
-    def owns(self, tenant: str) -> bool:
-        return (int(tenant) >> 22) % self.count in self.ids
-
 
 @dataclass
 class TargetState:
