@@ -9,6 +9,7 @@ rolling restart); each has its own engine, store connection and scheduler on the
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ import simcord
 
 from adapters.discord import runner
 from adapters.discord.client import MlDebtBot, ShardedMlDebtBot, build_bot, describe_shards, shard_filter
+from adapters.main import main
 from bot.bank import Bank
 from bot.cli import open_core
 from bot.clock import FakeClock
@@ -212,3 +214,15 @@ async def test_the_runner_starts_the_sharded_bot_on_its_shards_only(tmp_path, mo
         assert "Discord: running shards 2-3 of 4; the process running shard 0 syncs the commands" in caplog.messages
     finally:
         await core.close()
+
+
+def test_a_bad_shard_setting_stops_mldebt_run_with_one_line(monkeypatch, tmp_path, capsys):
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLDEBT_DATABASE", str(tmp_path / "quiz.sqlite3"))
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "2-5")
+    assert main(["--env-file", os.devnull, "run"]) == 2
+    assert capsys.readouterr().err.strip() == ("mldebt: invalid setting DISCORD_SHARD_IDS: shard 5 is outside 0-3 "
+                                               "(DISCORD_SHARD_COUNT is 4)")
