@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from . import errors
 from .bank import LETTERS
-from .outbox import OutboxEntry, dumps, resume
+from .outbox import OutboxEntry, ShardFilter, dumps, resume
 from .periods import (
     PERIODS,
     daily_instant,
@@ -528,13 +528,16 @@ class CommunityMixin:
                         answer_text=q.answer_text, explanation=q.explanation)
 
     @retried
-    async def next_wakeup(self: QuizEngine, routes: Collection[str] = ()) -> datetime | None:
+    async def next_wakeup(self: QuizEngine, routes: Collection[str] = (),
+                          shards: Collection[ShardFilter] = ()) -> datetime | None:
         """The earliest of: a question deadline, a daily window close, a scheduled daily post, and a due
-        or lease-expired outbox entry of `routes` (the "platform:kind" this process delivers)."""
+        or lease-expired outbox entry of `routes` (the "platform:kind" this process delivers) and of
+        `shards` (an entry only another shard's process delivers must not wake this one in a loop)."""
         now = self.clock.now()
         candidates: list[float] = []
         async with self._tx() as tx:
-            for value in (await tx.next_deadline(), await tx.next_daily_event(), await tx.next_outbox_event(routes)):
+            for value in (await tx.next_deadline(), await tx.next_daily_event(),
+                          await tx.next_outbox_event(routes, shards)):
                 if value is not None:
                     candidates.append(value)
             for row in await tx.daily_channels(None, None):

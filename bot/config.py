@@ -59,6 +59,9 @@ class Settings:
     discord_token: str | None = field(default=None, repr=False)
     discord_application_id: str | None = None
     discord_mastery_role: str = "Technical Debt Mastery"
+    # DISCORD_SHARD_COUNT / DISCORD_SHARD_IDS: the gateway shards this process runs (None: unsharded)
+    discord_shard_count: int | None = None
+    discord_shard_ids: tuple[int, ...] | None = None
     bank_cache_dir: Path | None = None  # where the validated bank is cached; None: no cache
     # Slack in many workspaces (OAuth install): the app's credentials, its redirect URL, and the
     # Fernet key(s) that encrypt the bot tokens in the database (comma-separated, newest first)
@@ -167,6 +170,10 @@ class Settings:
                 raise SettingsError("DISCORD_MASTERY_ROLE", "must be at most 100 characters")
             kwargs["discord_mastery_role"] = role
 
+        count, ids = _shards(get("DISCORD_SHARD_COUNT"), get("DISCORD_SHARD_IDS"))
+        if count is not None:
+            kwargs["discord_shard_count"], kwargs["discord_shard_ids"] = count, ids
+
         if (uri := get("SLACK_REDIRECT_URI")) is not None:
             if not re.match(r"^https?://[^/\s]+/\S*$", uri):
                 raise SettingsError("SLACK_REDIRECT_URI", "must be the full URL of /slack/oauth_redirect, "
@@ -226,3 +233,39 @@ def _check_writable(database: Path) -> None:
         ok = parent.is_dir() and os.access(parent, os.W_OK)
     if not ok:
         raise SettingsError("MLDEBT_DATABASE", f"cannot write {database} (check the folder exists and is writable)")
+
+
+MAX_SHARDS = 100_000  # far above any bot's shard count; a bound that keeps a typo from building a huge range
+_SHARD_PART = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
+
+
+def _shards(count_text: str | None, ids_text: str | None) -> tuple[int | None, tuple[int, ...] | None]:
+    """DISCORD_SHARD_COUNT and DISCORD_SHARD_IDS ("0-3", "0,2", "4-7"; none: every shard of the count)."""
+    if count_text is None:
+        if ids_text is not None:
+            raise SettingsError("DISCORD_SHARD_COUNT", "required with DISCORD_SHARD_IDS: the total number of "
+                                "shards across all processes")
+        return None, None
+    if not re.fullmatch(r"[0-9]{1,6}", count_text) or not 1 <= int(count_text) <= MAX_SHARDS:
+        raise SettingsError("DISCORD_SHARD_COUNT", f"must be a whole number from 1 to {MAX_SHARDS}, "
+                            f"got {count_text[:32]!r}")
+    count = int(count_text)
+    if ids_text is None:
+        return count, tuple(range(count))
+    ids: set[int] = set()
+    for part in ids_text.split(","):
+        match = _SHARD_PART.fullmatch(part.strip())
+        if match is None:
+            raise SettingsError("DISCORD_SHARD_IDS", "must be shard numbers and ranges like 0-3 or 0,2, "
+                                f"got {ids_text[:64]!r}")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise SettingsError("DISCORD_SHARD_IDS", f"the range {first}-{last} runs backwards; write {last}-{first}")
+        if last >= count:
+            raise SettingsError("DISCORD_SHARD_IDS", f"shard {last} is outside 0-{count - 1} "
+                                f"(DISCORD_SHARD_COUNT is {count})")
+        for shard in range(first, last + 1):
+            if shard in ids:
+                raise SettingsError("DISCORD_SHARD_IDS", f"shard {shard} is listed twice")
+            ids.add(shard)
+    return count, tuple(sorted(ids))

@@ -129,8 +129,12 @@ class QuizEngine(CommunityMixin):
         # players with a result the platform refused to show (see `unseen`); loaded on first use
         self._unseen_keys: set[tuple[str, str, str]] = set()
         self._unseen_keys_loaded = False
-        # platform -> the outbox kinds some process delivers there (registered through the scheduler);
-        # a time-out or celebration is written to the outbox only where it will be delivered
+        # platform -> the outbox kinds this process delivers there (registered through the scheduler);
+        # a celebration is written only where it will be delivered (the answer that earns it is
+        # handled by a process running its platform). A time-out is written unless this process runs
+        # the platform without time-out messages: any process's scheduler may close any platform's
+        # question (a Slack-only replica a Discord one), and a process that runs the platform (and
+        # the guild's shard) delivers it, or it expires unsent
         self.outbox_kinds: dict[str, set[str]] = {}
         # platform -> `probe(tenant, channel)`: raises a PlatformError if the bot cannot post there
         self.channel_probes: dict[str, Callable[[str, str], Awaitable[None]]] = {}
@@ -748,7 +752,8 @@ class QuizEngine(CommunityMixin):
 
     async def _enqueue_timeout(self, tx: Tx, delivery: Delivery, position: int) -> None:
         player, now = delivery.player, self._now()
-        if "timeout" in self.outbox_kinds.get(player.platform, ()):
+        kinds = self.outbox_kinds.get(player.platform)
+        if kinds is None or "timeout" in kinds:
             await tx.enqueue(player.platform, player.tenant, "timeout", f"timeout:{delivery.session_id}:{position}",
                              _route_target(delivery.route), outbox.dumps(delivery.__dict__), now,
                              expires_at=now + TIMEOUT_TTL)

@@ -17,6 +17,8 @@ the `OutboxWorker`, driven by the scheduler, sends what is due:
   target whose problem says it is gone, or whose problem lasts `PAUSE_AFTER` (3 days), and a tenant
   whose token was revoked, are paused: their entries wait (status `paused`) until an admin fixes
   it (`daily set` again, reinstalling, re-adding the bot), never retried in a loop;
+- a platform may be sharded (`shard`): then only entries of tenants on this process's shards are
+  claimed, and the others wait, pending, for the process that runs their shard (or their expiry);
 - every state change is one log line (a first failure, a new reason, failed, dropped, paused,
   resumed), not a traceback per retry.
 
@@ -40,9 +42,9 @@ from .clock import Clock
 from .platform_errors import Permanent, PlatformError, Transient
 from .store import Store, Tx
 from .store.base import WriteConflict
-from .store.outbox import TENANT, OutboxEntry, TargetState
+from .store.outbox import TENANT, OutboxEntry, ShardFilter, TargetState
 
-__all__ = ["OutboxEntry", "OutboxWorker", "Sender", "KindSender", "TargetState", "dumps", "loads",
+__all__ = ["OutboxEntry", "OutboxWorker", "Sender", "KindSender", "ShardFilter", "TargetState", "dumps", "loads",
            "PAUSE_AFTER", "KINDS"]
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,7 @@ class OutboxWorker:
         self.rng = rng or random.Random()
         self._senders: dict[str, Sender] = {}
         self._hooks: dict[str, Hook] = {}
+        self._shards: dict[str, ShardFilter] = {}
         # (platform, tenant, target) with a problem, read at the start of each run: a success clears it
         self._problems: set[tuple[str, str, str]] = set()
 
@@ -183,6 +186,19 @@ class OutboxWorker:
 
     def sender(self, platform: str) -> Sender | None:
         return self._senders.get(platform)
+
+    def shard(self, platform: str, shards: ShardFilter | None) -> None:
+        """Claim `platform`'s entries only for tenants on these shards (None: all of its tenants)."""
+        if shards is None:
+            self._shards.pop(platform, None)
+        elif shards.platform != platform:
+            raise ValueError(f"a shard filter of {shards.platform} given for {platform}")
+        else:
+            self._shards[platform] = shards
+
+    @property
+    def shards(self) -> tuple[ShardFilter, ...]:
+        return tuple(self._shards.values())
 
     def on_settled(self, kind: str, hook: Hook) -> None:
         """`hook(tx, entry)` runs in the transaction that records an entry of `kind` as sent, failed or
@@ -273,7 +289,7 @@ class OutboxWorker:
     async def _claim(self, routes: list[str] | None = None) -> list[OutboxEntry]:
         now = self._now()
         return await self._in_tx(lambda tx: tx.outbox_claim(self.routes() if routes is None else routes, now,
-                                                            now + self.lease_seconds, self.chunk))
+                                                            now + self.lease_seconds, self.chunk, self.shards))
 
     async def _in_tx(self, body: Callable[[Tx], Awaitable[Any]]) -> Any:
         """`body(tx)` in a transaction, run again when it lost a race with another process's

@@ -148,7 +148,7 @@ class Scheduler:
             wake.clear()
             try:
                 await self.tick()
-                nxt = await self.engine.next_wakeup(self.outbox.routes())
+                nxt = await self.engine.next_wakeup(self.outbox.routes(), self.outbox.shards)
             except Exception:
                 log.exception("scheduler tick failed; retrying")
                 nxt = None

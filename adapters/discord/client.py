@@ -8,12 +8,20 @@ buttons carry ids only, so a restarted bot (or a second process) picks up where 
 
 Intents: guilds only (the role cache and guild events). No message content, no members: members
 come with each interaction, and a pending grant fetches its member over REST.
+
+Shards (DISCORD_SHARD_COUNT, DISCORD_SHARD_IDS): the same bot on discord.py's AutoShardedClient,
+running only this process's shards. Discord sends a guild's events and interactions to the shard
+`(guild id >> 22) % count`, so the guild cache (roles, channels) and everything a guild's players do
+land in the one process that runs its shard; the outbox worker claims only entries of those guilds
+(`shard_filter`), so time-outs, grants, celebrations and daily posts are sent by that process too,
+and the commands are synced by the process that runs shard 0 only (`syncs_commands`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -23,7 +31,7 @@ from bot.commands import Action, handle_action, handle_text
 from bot.config import Settings
 from bot.engine import Delivery, QuizEngine
 from bot.errors import QuizError
-from bot.outbox import OutboxEntry, loads
+from bot.outbox import OutboxEntry, ShardFilter, loads
 from bot.platform_errors import Permanent, PlatformError
 from bot.replies import BadgeAwarded, Feedback, Player, Rejected, Reply, Skipped, TimeUp
 from bot.scheduler import Scheduler
@@ -50,6 +58,32 @@ def intents() -> discord.Intents:
     wanted = discord.Intents.none()
     wanted.guilds = True
     return wanted
+
+
+def shard_filter(settings: Settings) -> ShardFilter | None:
+    """The guilds this process delivers for: None when it runs every shard (or is not sharded)."""
+    count, ids = settings.discord_shard_count, settings.discord_shard_ids
+    if count is None or ids is None or len(ids) == count:
+        return None
+    return ShardFilter(PLATFORM, count, ids)
+
+
+def syncs_commands(settings: Settings) -> bool:
+    """One process pushes the command tree: the unsharded one, or the one running shard 0."""
+    return settings.discord_shard_ids is None or 0 in settings.discord_shard_ids
+
+
+def describe_shards(settings: Settings) -> str:
+    """"shards 0-1, 3 of 4" for the start-up log line."""
+    ids = settings.discord_shard_ids or ()
+    runs: list[list[int]] = []
+    for shard in ids:
+        if runs and runs[-1][-1] == shard - 1:
+            runs[-1].append(shard)
+        else:
+            runs.append([shard])
+    text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+    return f"shard{'s' if len(ids) != 1 else ''} {text} of {settings.discord_shard_count}"
 
 
 def player_of(interaction: discord.Interaction) -> Player:
@@ -81,9 +115,10 @@ async def _say_sorry(interaction: discord.Interaction) -> None:
 
 
 class MlDebtBot(commands.Bot):
-    def __init__(self, settings: Settings, engine: QuizEngine, *, sync_commands: bool = True) -> None:
+    def __init__(self, settings: Settings, engine: QuizEngine, *, sync_commands: bool = True,
+                 **client_options: Any) -> None:
         super().__init__(command_prefix=commands.when_mentioned, help_command=None, intents=intents(),
-                         allowed_mentions=discord.AllowedMentions.none(), tree_cls=MlDebtTree)
+                         allowed_mentions=discord.AllowedMentions.none(), tree_cls=MlDebtTree, **client_options)
         self.settings = settings
         self.engine = engine
         self.sync_commands = sync_commands
@@ -99,7 +134,9 @@ class MlDebtBot(commands.Bot):
 
     def attach(self, scheduler: Scheduler) -> None:
         """Deliver this platform's outbox entries through `scheduler`'s worker: time-outs, badge role
-        grants and celebrations, daily posts and reveals (a rebuilt bot replaces the last one's)."""
+        grants and celebrations, daily posts and reveals (a rebuilt bot replaces the last one's), of
+        the guilds on this process's shards only."""
+        scheduler.outbox.shard(PLATFORM, shard_filter(self.settings))
         scheduler.register(PLATFORM, self.deliver)
         scheduler.deliver(PLATFORM, "grant", self.roles.send)
         scheduler.deliver(PLATFORM, "celebration", self.send_celebration, self.find_celebration)
@@ -294,6 +331,15 @@ def _closed(replies: list[Reply]) -> bool:
         replies[0].reason in ("QuestionClosed", "SessionClosed")
 
 
+class ShardedMlDebtBot(MlDebtBot, commands.AutoShardedBot):
+    """The same bot on discord.py's AutoShardedClient: this process's shards on their own gateway
+    connections, one guild cache (see the module docstring)."""
+
+
 def build_bot(settings: Settings, engine: QuizEngine, *, sync_commands: bool = True) -> MlDebtBot:
-    """The Discord bot on this engine. `sync_commands=False` skips the start-up sync (the CLI syncs)."""
-    return MlDebtBot(settings, engine, sync_commands=sync_commands)
+    """The Discord bot on this engine. `sync_commands=False` skips the start-up sync (the CLI syncs);
+    a sharded process that does not run shard 0 never syncs at start-up."""
+    if settings.discord_shard_count is None:
+        return MlDebtBot(settings, engine, sync_commands=sync_commands)
+    return ShardedMlDebtBot(settings, engine, sync_commands=sync_commands and syncs_commands(settings),
+                            shard_count=settings.discord_shard_count, shard_ids=list(settings.discord_shard_ids or ()))

@@ -3,6 +3,7 @@
 Logging in is the start-up step that needs the network. When Discord cannot be reached, each try is
 one log line and a growing wait, then the command exits with one line (bot.cli.connect_with_retries);
 once connected, discord.py reconnects by itself. A refused token is no network problem: it stops at once.
+With DISCORD_SHARD_COUNT set, the bot connects its shards (DISCORD_SHARD_IDS, default all) and says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import discord
 
 from bot.cli import STARTUP_RETRY_DELAYS, Core, StartupFailed, connect_with_retries
 
-from .client import build_bot
+from .client import build_bot, describe_shards, syncs_commands
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ async def run_discord(core: Core, *, retry_delays: Sequence[float] = STARTUP_RET
                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     quiet_voice_warnings()
     assert core.settings.discord_token is not None
+    if core.settings.discord_shard_count is not None:
+        log.info("Discord: running %s%s", describe_shards(core.settings),
+                 "" if syncs_commands(core.settings) else "; the process running shard 0 syncs the commands")
     bot = build_bot(core.settings, core.engine)
     bot.attach(core.scheduler)
 

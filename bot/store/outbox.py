@@ -52,6 +52,20 @@ class OutboxEntry:
         return self.attempts > 1
 
 
+@dataclass(frozen=True)
+class ShardFilter:
+    """The shards of one platform whose tenants a worker delivers for; other platforms are unaffected.
+
+    A tenant of `platform` is a numeric id (a Discord guild id, a snowflake) and belongs to shard
+    `(id >> 22) % count`, the formula Discord routes a guild's gateway events by. An entry of a
+    tenant on a shard not in `ids` is left pending for the process that runs that shard.
+    """
+
+    platform: str
+    count: int
+    ids: tuple[int, ...]
+
+
 @dataclass
 class TargetState:
     """A channel, role, user group (or, with target "", the whole tenant) that deliveries fail on."""
@@ -74,9 +88,9 @@ class OutboxTx(ABC):
         """Write an intent; False if one with this key exists. Paused at once if its target or tenant is."""
     @abstractmethod
     async def outbox_claim(self, routes: Collection[str], now: float, lease_until: float,
-                           limit: int) -> list[OutboxEntry]:
+                           limit: int, shards: Collection[ShardFilter] = ()) -> list[OutboxEntry]:
         """Take up to `limit` due entries (pending and due, or sending with a lapsed lease) for a worker,
-        of the routes ("platform:kind") it can deliver."""
+        of the routes ("platform:kind") it can deliver and, for a platform in `shards`, of its shards."""
     @abstractmethod
     async def outbox_drop_expired(self, now: float) -> list[OutboxEntry]:
         """Mark every unsent entry whose expires_at has passed as dropped (not one in flight)."""
@@ -94,8 +108,9 @@ class OutboxTx(ABC):
         """Move entries of a tenant (or of one target) between statuses, e.g. pause or resume them.
         Never back to pending once expired: a stale entry is dropped, not resumed."""
     @abstractmethod
-    async def next_outbox_event(self, routes: Collection[str]) -> float | None:
-        """The earliest not_before of a pending entry or lease end of a sending one, of these routes."""
+    async def next_outbox_event(self, routes: Collection[str], shards: Collection[ShardFilter] = ()) -> float | None:
+        """The earliest not_before of a pending entry or lease end of a sending one, of these routes
+        (and shards, as `outbox_claim`)."""
     @abstractmethod
     async def target_state(self, platform: str, tenant: str, target: str) -> TargetState | None: ...
     @abstractmethod

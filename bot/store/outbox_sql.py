@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .outbox import OutboxEntry, OutboxTx, TargetState
+from .outbox import OutboxEntry, OutboxTx, ShardFilter, TargetState
 
 _COLS = ("id, key, platform, tenant, kind, target, payload, status, not_before, expires_at, lease_until, "
          "attempts, last_error, error_detail, error_fix, first_error_at, sent_ref, created_at, updated_at")
@@ -17,6 +17,19 @@ _TARGET_COLS = "platform, tenant, target, state, reason, detail, fix, since, upd
 
 def _marks(values: Collection[str]) -> str:
     return ", ".join("CAST(? AS TEXT)" for _ in values) or "NULL"
+
+
+def _on_shards(shards: Collection[ShardFilter]) -> tuple[str, tuple[object, ...]]:
+    """The condition that keeps entries of tenants on these shards only (and of every other platform).
+
+    CASE, not OR: PostgreSQL may evaluate an OR's sides in any order, and a Slack tenant ("T123")
+    must never reach the BIGINT cast."""
+    sql, params = "", ()  # type: tuple[str, tuple[object, ...]]
+    for f in shards:
+        sql += (" AND CASE WHEN platform = CAST(? AS TEXT) THEN (CAST(tenant AS BIGINT) >> 22) % CAST(? AS INTEGER) "
+                f"IN ({', '.join('CAST(? AS INTEGER)' for _ in f.ids)}) ELSE TRUE END")
+        params += (f.platform, f.count, *f.ids)
+    return sql, params
 
 
 class OutboxSql(OutboxTx):
@@ -43,18 +56,19 @@ class OutboxSql(OutboxTx):
         return changed == 1
 
     async def outbox_claim(self, routes: Collection[str], now: float, lease_until: float,
-                           limit: int) -> list[OutboxEntry]:
+                           limit: int, shards: Collection[ShardFilter] = ()) -> list[OutboxEntry]:
         plats = tuple(routes)
+        on_shards, shard_params = _on_shards(shards)
         rows = await self._all(
             "WITH due AS (SELECT id FROM outbox WHERE status = 'pending' AND not_before <= ? "
-            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?) "
+            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?){on_shards} "
             f"ORDER BY not_before, id LIMIT ?{self._LOCK}), "
             "lapsed AS (SELECT id FROM outbox WHERE status = 'sending' AND lease_until <= ? "
-            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?) "
+            f"AND platform || ':' || kind IN ({_marks(plats)}) AND (expires_at IS NULL OR expires_at > ?){on_shards} "
             f"LIMIT ?{self._LOCK}) "
             "UPDATE outbox SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? "
             f"WHERE id IN (SELECT id FROM due UNION ALL SELECT id FROM lapsed) RETURNING {_COLS}",
-            (now, *plats, now, limit, now, *plats, now, limit, lease_until, now))
+            (now, *plats, now, *shard_params, limit, now, *plats, now, *shard_params, limit, lease_until, now))
         return sorted((OutboxEntry(*r) for r in rows), key=lambda e: (e.not_before, e.id))
 
     async def outbox_drop_expired(self, now: float) -> list[OutboxEntry]:
@@ -102,12 +116,14 @@ class OutboxSql(OutboxTx):
             self._wake()
         return moved
 
-    async def next_outbox_event(self, routes: Collection[str]) -> float | None:
+    async def next_outbox_event(self, routes: Collection[str], shards: Collection[ShardFilter] = ()) -> float | None:
         r = tuple(routes)
+        on_shards, shard_params = _on_shards(shards)
         row = await self._one(
             "SELECT MIN(t) FROM (SELECT MIN(not_before) AS t FROM outbox WHERE status = 'pending' "
-            f"AND platform || ':' || kind IN ({_marks(r)}) UNION ALL SELECT MIN(lease_until) FROM outbox "
-            f"WHERE status = 'sending' AND platform || ':' || kind IN ({_marks(r)})) x", (*r, *r))
+            f"AND platform || ':' || kind IN ({_marks(r)}){on_shards} UNION ALL SELECT MIN(lease_until) FROM outbox "
+            f"WHERE status = 'sending' AND platform || ':' || kind IN ({_marks(r)}){on_shards}) x",
+            (*r, *shard_params, *r, *shard_params))
         return row[0] if row else None
 
     async def target_state(self, platform: str, tenant: str, target: str) -> TargetState | None:
