@@ -24,7 +24,7 @@ import secrets
 import unicodedata
 from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from . import errors
@@ -62,6 +62,7 @@ from .replies import (
 from .retry import retried
 from .scoring import points_for
 from .store import DailyChannelRow, DailyPostRow, Tx
+from .store.outbox import NewOutboxEntry
 from .text import clean, fold_key
 
 if TYPE_CHECKING:
@@ -403,7 +404,6 @@ class CommunityMixin:
         each, so the outbox worker can start sending the first ones while the rest are queued.
         """
         now_dt = self.clock.now()
-        now = now_dt.timestamp()
         queued: list[DailyPost] = []
         async with self._tx() as tx:
             paused = {(s.platform, s.tenant, s.target) for s in await tx.target_states(None, None)
@@ -418,18 +418,43 @@ class CommunityMixin:
                 due.append((row, tz, at))
         for start in range(0, len(due), DAILY_QUEUE_CHUNK):
             async with self._tx() as tx:
-                for row, tz, at in due[start:start + DAILY_QUEUE_CHUNK]:
-                    day = latest_slot(now_dt, at, tz)
-                    # `daily now` may already have posted the next local day's question early
-                    taken = [await tx.daily_post_on(row.platform, row.tenant, row.channel, d.isoformat())
-                             for d in (day, day + timedelta(days=1))]
-                    if taken == [None, None]:
-                        post = await self._queue_post(tx, row, day, tz, at, now)
-                        if post is not None:
-                            queued.append(post)
+                queued += await self._queue_chunk(tx, due[start:start + DAILY_QUEUE_CHUNK], now_dt)
             if queued_some is not None:
                 queued_some.set()
+        if queued:
+            self.deadlines_changed.set()
         return queued
+
+    async def _queue_chunk(self: QuizEngine, tx: Tx, chunk: list[tuple[DailyChannelRow, ZoneInfo, Any]],
+                           now_dt: datetime) -> list[DailyPost]:
+        """`_queue_post` for a chunk of channels in a handful of statements (bot/store/daily_sql.py):
+        the same rules (none if the channel has today's or, posted early by `daily now`, the next
+        day's post; a question it has not seen in this pass through the bank; the previous window
+        ends), decided here from one read of the chunk's recent posts."""
+        now = now_dt.timestamp()
+        # a pass through the bank is at most its size: older posts cannot change the pick
+        recent = await tx.daily_recent([(r.platform, r.tenant, r.channel) for r, _, _ in chunk],
+                                       len(self.bank.questions) + 1, now)
+        rows: list[DailyPostRow] = []
+        for row, tz, at in chunk:
+            day = latest_slot(now_dt, at, tz)
+            posts = recent.get((row.platform, row.tenant, row.channel), [])
+            if {day.isoformat(), (day + timedelta(days=1)).isoformat()} & {p.local_date for p in posts}:
+                continue
+            closes = daily_instant(day + timedelta(days=1), at, tz).timestamp()
+            rows.append(DailyPostRow(secrets.token_hex(8), row.platform, row.tenant, row.channel, day.isoformat(),
+                                     self._next_daily_question([p.question_id for p in posts]), self._shuffle(),
+                                     "queued", None, 0.0, None, max(closes, now + 3600)))
+        inserted = await tx.insert_daily_posts(rows)
+        rows = [r for r in rows if r.id in inserted]
+        # the previous post's window closes when the next one goes out
+        await tx.end_daily_windows([p.id for r in rows for p in recent.get((r.platform, r.tenant, r.channel), [])
+                                    if p.status in ("queued", "posted") and p.closes_at > now], now)
+        replies = [self._daily_reply(r) for r in rows]
+        await tx.enqueue_many([NewOutboxEntry(r.platform, r.tenant, "daily_post", f"daily_post:{r.channel}:{r.local_date}",
+                                              r.channel, dumps({"post_id": r.id, "post": reply}), expires_at=r.closes_at)
+                               for r, reply in zip(rows, replies, strict=True)], now)
+        return replies
 
     def _daily_reply(self: QuizEngine, post: DailyPostRow) -> DailyPost:
         q = self.bank.question(post.question_id)

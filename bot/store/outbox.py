@@ -52,6 +52,20 @@ class OutboxEntry:
         return self.attempts > 1
 
 
+@dataclass(frozen=True)
+class NewOutboxEntry:
+    """An intent to write with `OutboxTx.enqueue_many` (the arguments of `enqueue`, for many at once)."""
+
+    platform: str
+    tenant: str
+    kind: str
+    key: str
+    target: str
+    payload: str
+    not_before: float | None = None
+    expires_at: float | None = None
+
+
 @dataclass
 class TargetState:
     """A channel, role, user group (or, with target "", the whole tenant) that deliveries fail on."""

@@ -61,6 +61,7 @@ from .base import (
     Tx,
     WriteConflict,
 )
+from .daily_sql import DailySql
 from .migrations import MIGRATIONS, sql_for
 from .outbox_sql import OutboxSql
 from .sqlite import StoreUnavailable
@@ -174,7 +175,7 @@ class _Write:
         self.sql, self.args, self.key, self.guard, self.returning = sql, args, key, guard, returning
 
 
-class PostgresTx(OutboxSql, Tx):
+class PostgresTx(OutboxSql, DailySql, Tx):
     """One REPEATABLE READ transaction on one pooled connection; writes queued as described above."""
 
     _LOCK = " FOR UPDATE SKIP LOCKED"  # outbox claims: two processes take different entries
