@@ -57,6 +57,9 @@ class Settings:
     discord_application_id: str | None = None
     discord_mastery_role: str = "Technical Debt Mastery"
     bank_cache_dir: Path | None = None  # where the validated bank is cached; None: no cache
+    # SLACK_POST_RATE: chat.postMessage calls/s this process may make per workspace (daily posts pace
+    # themselves just under it); None: no pacing, a 429 pauses only its route
+    slack_post_rate: float | None = None
 
     @property
     def slack_enabled(self) -> bool:
@@ -152,6 +155,14 @@ class Settings:
             if len(role) > 100:
                 raise SettingsError("DISCORD_MASTERY_ROLE", "must be at most 100 characters")
             kwargs["discord_mastery_role"] = role
+
+        if (rate := get("SLACK_POST_RATE")) is not None:
+            try:
+                kwargs["slack_post_rate"] = float(rate)
+            except ValueError:
+                kwargs["slack_post_rate"] = -1.0
+            if not 0 < kwargs["slack_post_rate"] <= 100_000:  # type: ignore[operator]
+                raise SettingsError("SLACK_POST_RATE", f"must be calls per second above 0, got {rate!r}")
 
         if "slack_bot_token" in kwargs and "slack_app_token" not in kwargs and "slack_signing_secret" not in kwargs:
             raise SettingsError("SLACK_SIGNING_SECRET",

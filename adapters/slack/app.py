@@ -53,6 +53,7 @@ from .errors import REINSTALL, slack_call
 from .grants import UserGroupGrants
 from .inbound import shape_problem
 from .mrkdwn import unesc
+from .pacing import POST, Pacer
 from .web import make_client, post_to_response_url
 from .work import WorkQueue
 
@@ -108,7 +109,8 @@ class SlackQuiz:
         self.client = client
         self.outbox = scheduler.outbox
         self.render = Renderer(engine.bank)
-        self.daily = SlackDailyPoster(client, self.render)
+        self.daily = SlackDailyPoster(client, self.render, pacer=Pacer(
+            {POST: settings.slack_post_rate} if settings.slack_post_rate else None))
         self.grants: UserGroupGrants | None = None
         # the workspace (and enterprise) this app is installed in, from bolt's auth.test
         self.installed: tuple[str | None, str | None] | None = None
