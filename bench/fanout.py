@@ -126,9 +126,11 @@ async def create_db(path: Path, channels: int) -> None:
     db.close()
 
 
-async def _child(db: Path, url: str, stats: Path, base: float, shift: float) -> asyncio.subprocess.Process:
+async def _child(db: Path | str, url: str, stats: Path, base: float, shift: float, rate: float | None = None,
+                 lease: float | None = None) -> asyncio.subprocess.Process:
+    extra = ["-" if v is None else repr(v) for v in (rate, lease)]
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.fanout_bot", str(db), url, str(stats), repr(base), repr(shift),
+        sys.executable, "-m", "bench.fanout_bot", str(db), url, str(stats), repr(base), repr(shift), *extra,
         cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
 
@@ -184,7 +186,7 @@ async def scenario(tmp: Path, name: str, channels: int, rate: float, kill: bool)
     out: dict[str, Any] = {"scenario": name}
     async with RateLimitedSlack(rate, team_id=TEAM, scopes="chat:write,channels:history") as fake:
         base, cpu0 = time.time(), time.process_time()
-        first = await _child(db, fake.base_url, stats, base, 0.0)
+        first = await _child(db, fake.base_url, stats, base, 0.0, rate)
         killed_at: list[float] = []
         if kill:
             def kill_halfway(accepted: int) -> None:
@@ -200,7 +202,7 @@ async def scenario(tmp: Path, name: str, channels: int, rate: float, kill: bool)
             out["accepted_at_kill"] = len(fake.accepted_at)
             shift = _lease_wait(db, base)
             restarted_at = time.perf_counter()
-            code, err = await _finish(await _child(db, fake.base_url, stats, base, shift))
+            code, err = await _finish(await _child(db, fake.base_url, stats, base, shift, rate))
             out.update(lease_wait_s=shift, killed_at=killed_at[0], restarted_at=restarted_at)
         assert code == 0, f"the bot failed (exit {code}): {err[-2000:]}"
         fake_cpu = time.process_time() - cpu0  # this process: mostly the fake Slack serving the bot

@@ -44,6 +44,7 @@ from bot.replies import DailyPost, DailyReveal
 
 from .blocks import Renderer
 from .errors import classify
+from .mrkdwn import SECTION_LIMIT, esc
 from .pacing import Pacer, Route, route_of
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,12 @@ _NOT_FINDABLE = {"missing_scope", "not_in_channel", "channel_not_found"}
 # errors after which an edit cannot help: the message is gone or no longer ours to edit
 _NOT_EDITABLE = {"message_not_found", "cant_update_message", "channel_not_found", "not_in_channel"}
 RATE_LIMIT_WAITS = 10  # 429s one call waits out (each for its Retry-After) before it gives up
-TEMPLATES = 1024  # post bodies kept serialised (one per question, choice order, date and window)
-# stand-ins rendered where the post id and the channel go, replaced per post (plain ASCII: JSON keeps them as is)
-_POST_SLOT, _CHANNEL_SLOT = "MLDEBTSLOTPOSTID", "MLDEBTSLOTCHANNEL"
-_SLOTS = re.compile(f"({_POST_SLOT}|{_CHANNEL_SLOT})")
+TEMPLATES = 4096  # post bodies kept serialised (one per question, date and window: the choice order is spliced)
+# stand-ins rendered where the post id, the channel and the choice texts go, replaced per post (plain
+# ASCII letters: neither Slack's escaping nor JSON changes them)
+_POST_SLOT, _CHANNEL_SLOT, _CHOICE_SLOT = "MLDEBTSLOTPOSTID", "MLDEBTSLOTCHANNEL", "MLDEBTSLOTCHOICE"
+_SLOTS = re.compile(f"({_POST_SLOT}|{_CHANNEL_SLOT}|{_CHOICE_SLOT}[A-Z])")
+_CHOICES_SPLICED = 2000  # characters of escaped choice texts up to which splicing cannot meet a block's limit
 ClientFor = Callable[[str], Awaitable[AsyncWebClient]]
 
 
@@ -133,21 +136,32 @@ class SlackDailyPoster:
     # -- the lean path of a post -----------------------------------------------------------------
 
     def _body(self, post: DailyPost) -> bytes:
-        """chat.postMessage's JSON body: the post's content serialised once, its id and channel spliced in."""
-        key = dataclasses.replace(post, post_id=_POST_SLOT, channel=_CHANNEL_SLOT, reconcile=False)
+        """chat.postMessage's JSON body. The post's content is serialised once per question, date and
+        window, with stand-ins for what differs between channels (the post id, the channel, the
+        choice order), which are spliced in: JSON-escaped, and the choices escaped as the renderer does."""
+        choices = {f"{_CHOICE_SLOT}{ch.letter}": esc(ch.text) for ch in post.choices}
+        if sum(map(len, choices.values())) > min(_CHOICES_SPLICED, SECTION_LIMIT):
+            return self._serialise(self._message(post))  # long enough that a block's limit could cut it
+        key = dataclasses.replace(post, post_id=_POST_SLOT, channel=_CHANNEL_SLOT, reconcile=False,
+                                  choices=tuple(dataclasses.replace(ch, text=f"{_CHOICE_SLOT}{ch.letter}")
+                                                for ch in post.choices))
         parts = self._templates.get(key)
         if parts is None:
-            body = {"channel": _CHANNEL_SLOT, **self.render.daily_post(key),
-                    "metadata": {"event_type": METADATA_TYPE, "event_payload": {"post_id": _POST_SLOT}}}
-            parts = _SLOTS.split(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+            parts = _SLOTS.split(self._serialise(self._message(key)).decode())
             self._templates[key] = parts
             if len(self._templates) > TEMPLATES:
                 self._templates.popitem(last=False)
-        else:
-            self._templates.move_to_end(key)
-        post_id, channel = json.dumps(post.post_id)[1:-1], json.dumps(post.channel)[1:-1]
-        return "".join(post_id if p == _POST_SLOT else channel if p == _CHANNEL_SLOT else p
+        spliced = {_POST_SLOT: post.post_id, _CHANNEL_SLOT: post.channel, **choices}
+        return "".join(json.dumps(spliced[p], ensure_ascii=False)[1:-1] if p in spliced else p
                        for p in parts).encode()
+
+    def _message(self, post: DailyPost) -> dict[str, Any]:
+        return {"channel": post.channel, **self.render.daily_post(post),
+                "metadata": {"event_type": METADATA_TYPE, "event_payload": {"post_id": post.post_id}}}
+
+    @staticmethod
+    def _serialise(message: dict[str, Any]) -> bytes:
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
 
     async def _send(self, session: aiohttp.ClientSession, client: AsyncWebClient, method: str,
                     body: bytes) -> LeanResponse:
