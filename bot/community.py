@@ -19,6 +19,7 @@ Rules, documented in the README:
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import secrets
 import unicodedata
@@ -416,7 +417,11 @@ class CommunityMixin:
                 if {(row.platform, row.tenant, row.channel), (row.platform, row.tenant, "")} & paused:
                     continue
                 due.append((row, tz, at))
-        for start in range(0, len(due), DAILY_QUEUE_CHUNK):
+        starts = list(range(0, len(due), DAILY_QUEUE_CHUNK))
+        # processes on one database start at different chunks, so they queue different channels
+        # instead of colliding on the same ones (a chunk another process queued costs one read)
+        first = random.randrange(len(starts)) if starts else 0
+        for start in starts[first:] + starts[:first]:
             async with self._tx() as tx:
                 queued += await self._queue_chunk(tx, due[start:start + DAILY_QUEUE_CHUNK], now_dt)
             if queued_some is not None:
