@@ -491,6 +491,14 @@ class CommunityMixin:
             post.status = "missed"
             await tx.update_daily_post(post, "queued")
 
+    async def on_daily_posts_settled(self: QuizEngine, tx: Tx, entries: list[OutboxEntry]) -> None:
+        """`on_daily_post_settled` for a settling batch: the posts sent are marked posted in one statement."""
+        sent = [e for e in entries if e.status == "sent"]
+        await tx.daily_posts_posted([(e.data["post_id"], e.sent_ref) for e in sent], self._now())
+        for entry in entries:
+            if entry.status != "sent":
+                await self.on_daily_post_settled(tx, entry)
+
     @retried
     async def close_daily_posts(self: QuizEngine) -> list[DailyReveal]:
         """Close every post whose window has ended and write its reveal to the outbox (same transaction)."""

@@ -156,6 +156,7 @@ class _Batches(AsyncExitStack):
 
 
 Hook = Callable[[Tx, OutboxEntry], Awaitable[None]]
+ManyHook = Callable[[Tx, list[OutboxEntry]], Awaitable[None]]
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -175,6 +176,7 @@ class OutboxWorker:
         self.rng = rng or random.Random()
         self._senders: dict[str, Sender] = {}
         self._hooks: dict[str, Hook] = {}
+        self._many_hooks: dict[str, ManyHook] = {}
         # (platform, tenant, target) with a problem, read at the start of each run: a success clears it
         self._problems: set[tuple[str, str, str]] = set()
 
@@ -188,6 +190,12 @@ class OutboxWorker:
         """`hook(tx, entry)` runs in the transaction that records an entry of `kind` as sent, failed or
         dropped, so the fact that waits on it (a daily post's message ref) changes with it."""
         self._hooks[kind] = hook
+
+    def on_settled_many(self, kind: str, hook: ManyHook) -> None:
+        """Like `on_settled`, for the entries of `kind` a settling transaction records as sent or failed,
+        all at once (thousands of daily posts settle in a few transactions); dropped ones still go
+        to the `on_settled` hook one by one."""
+        self._many_hooks[kind] = hook
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
@@ -338,17 +346,24 @@ class OutboxWorker:
 
         async def settle(tx: Tx) -> list[OutboxEntry]:
             out: list[OutboxEntry] = []
+            held = await tx.outbox_settle_many([entry for entry, _ in batch], now)
             for entry, permanent in batch:
-                if not await tx.outbox_settle(entry, now):
+                if entry.id not in held:
                     log.info("outbox %s: its lease ran out mid-send; another worker owns it now", entry.key)
                     continue
                 out.append(entry)
-                if entry.status in ("sent", "failed"):
-                    await self._hook(tx, entry)
                 if entry.status == "sent" and (entry.platform, entry.tenant, entry.target) in self._problems:
                     await self._resolved(tx, entry.platform, entry.tenant, entry.target, now)
                 if permanent is not None and permanent.scope != "entry":
                     await self._problem(tx, entry, permanent, now)
+            done = [entry for entry in out if entry.status in ("sent", "failed")]
+            for kind in dict.fromkeys(entry.kind for entry in done):
+                of_kind = [entry for entry in done if entry.kind == kind]
+                if kind in self._many_hooks:
+                    await self._many_hooks[kind](tx, of_kind)
+                else:
+                    for entry in of_kind:
+                        await self._hook(tx, entry)
             return out
 
         return await self._in_tx(settle)

@@ -342,6 +342,9 @@ class Tx(OutboxTx):
     async def end_daily_windows(self, post_ids: Collection[str], now: float) -> None:
         """End, at `now`, the answer window of these posts if they are still unfinished."""
     @abstractmethod
+    async def daily_posts_posted(self, posted: Sequence[tuple[str, str | None]], now: float) -> None:
+        """Mark these (post id, message ref) posted at `now`, those still queued or missed."""
+    @abstractmethod
     async def enqueue_many(self, entries: Sequence[NewOutboxEntry], now: float) -> int:
         """`enqueue` for many entries in one statement per slice; how many were new."""
 

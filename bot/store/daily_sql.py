@@ -72,6 +72,13 @@ class DailySql(Tx):
                 f"UPDATE daily_posts SET closes_at = ? WHERE id IN ({', '.join('?' for _ in part)}) "
                 "AND status IN ('queued', 'posted') AND closes_at > ?", (now, *part, now))
 
+    async def daily_posts_posted(self, posted: Sequence[tuple[str, str | None]], now: float) -> None:
+        for part in _slices(posted):
+            await self._run(
+                f"WITH v (vid, ref) AS (VALUES {', '.join('(CAST(? AS TEXT), CAST(? AS TEXT))' for _ in part)}) "
+                "UPDATE daily_posts SET status = 'posted', message_ref = v.ref, posted_at = ? FROM v "
+                "WHERE id = v.vid AND status IN ('queued', 'missed')", (*(x for pair in part for x in pair), now))
+
     async def enqueue_many(self, entries: Sequence[NewOutboxEntry], now: float) -> int:
         new = 0
         for part in _slices(entries):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,9 @@ class OutboxTx(ABC):
     @abstractmethod
     async def outbox_settle(self, entry: OutboxEntry, now: float) -> bool:
         """Write the entry's status, times, error and ref, if the caller's claim (lease) still holds."""
+    @abstractmethod
+    async def outbox_settle_many(self, entries: Sequence[OutboxEntry], now: float) -> set[int]:
+        """`outbox_settle` for many entries in one statement per slice: the ids whose claim still held."""
     @abstractmethod
     async def outbox_get(self, key: str) -> OutboxEntry | None: ...
     @abstractmethod

@@ -130,3 +130,26 @@ async def test_daily_recent_returns_the_newest_and_every_open_post(engine, store
     assert sorted(recent) == [("slack", T, "C1"), ("slack", T, "C2")]  # C3 has no posts
     assert [p.local_date for p in recent[("slack", T, "C1")]] == ["2026-06-04", "2026-06-03", "2026-06-01"]
     assert [p.local_date for p in recent[("slack", T, "C2")]] == ["2026-06-04", "2026-06-03"]
+
+
+async def test_settling_in_bulk_writes_only_claims_still_held_and_marks_posts_posted(engine, store, clock):
+    clock.set(DAY2)
+    await add_channels(store, clock.now().timestamp(), ["C1", "C2", "C3"])
+    posts = {p.channel: p for p in await engine.queue_daily_posts({"slack"})}
+    now = clock.now().timestamp()
+    async with store.transaction() as tx:
+        claimed = {e.target: e for e in await tx.outbox_claim(["slack:daily_post"], now, now + 60, 10)}
+    async with store.transaction() as tx:  # C3's lease ran out and another worker took it over
+        await tx._run("UPDATE outbox SET lease_until = ? WHERE target = 'C3'", (now + 999,))
+    claimed["C1"].status, claimed["C1"].sent_ref = "sent", "C1:1.0"
+    claimed["C2"].status, claimed["C2"].not_before, claimed["C2"].last_error = "pending", now + 30, "ratelimited"
+    claimed["C3"].status, claimed["C3"].sent_ref = "sent", "C3:9.0"
+    async with store.transaction() as tx:
+        assert await tx.outbox_settle_many(list(claimed.values()), now) == {claimed["C1"].id, claimed["C2"].id}
+        await tx.daily_posts_posted([(posts["C1"].post_id, "C1:1.0"), (posts["C3"].post_id, None)], now)
+    assert await rows(store, "SELECT target, status, not_before, last_error, sent_ref, lease_until FROM outbox "
+                             "ORDER BY target") == [("C1", "sent", now, None, "C1:1.0", None),
+                                                    ("C2", "pending", now + 30, "ratelimited", None, None),
+                                                    ("C3", "sending", now, None, None, now + 999)]
+    assert await rows(store, "SELECT channel, status, message_ref, posted_at FROM daily_posts ORDER BY channel") == [
+        ("C1", "posted", "C1:1.0", now), ("C2", "queued", None, None), ("C3", "posted", None, now)]
