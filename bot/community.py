@@ -381,6 +381,8 @@ class CommunityMixin:
 
     def _next_daily_question(self: QuizEngine, history_newest_first: list[str]) -> str:
         """A question the channel has not seen in the current pass through the whole bank."""
+        if not history_newest_first:  # a new channel (most of them at a first 09:00): the whole bank
+            return self.rng.choice(self._sorted_question_ids())
         all_ids = set(self.bank.questions)
         seen: set[str] = set()
         for qid in history_newest_first:
@@ -392,6 +394,13 @@ class CommunityMixin:
         if len(seen) == len(all_ids):
             seen = set()
         return self.rng.choice(sorted(all_ids - seen))
+
+    def _sorted_question_ids(self: QuizEngine) -> list[str]:
+        """The bank's question ids in order, sorted once per bank instead of once per channel."""
+        cached = self.__dict__.get("_sorted_ids")
+        if cached is None or cached[0] is not self.bank:
+            cached = self.__dict__["_sorted_ids"] = (self.bank, sorted(self.bank.questions))
+        return cached[1]
 
     @retried
     async def queue_daily_posts(self: QuizEngine, platforms: Collection[str],

@@ -102,7 +102,8 @@ class SlackDailyPoster:
         self._client_for = client_for
         self._own_sessions = client.session is None  # a session given with the client is its owner's
         self._session: aiohttp.ClientSession | None = None  # the batch's, for the lean path
-        self._templates: OrderedDict[DailyPost, list[str]] = OrderedDict()
+        self._templates: OrderedDict[tuple, list[str]] = OrderedDict()
+        self._headers: dict[str, dict[str, str]] = {}  # per token
 
     async def client_of(self, team: str) -> AsyncWebClient:
         if self._client_for is None:
@@ -142,12 +143,14 @@ class SlackDailyPoster:
         choices = {f"{_CHOICE_SLOT}{ch.letter}": esc(ch.text) for ch in post.choices}
         if sum(map(len, choices.values())) > min(_CHOICES_SPLICED, SECTION_LIMIT):
             return self._serialise(self._message(post))  # long enough that a block's limit could cut it
-        key = dataclasses.replace(post, post_id=_POST_SLOT, channel=_CHANNEL_SLOT, reconcile=False,
-                                  choices=tuple(dataclasses.replace(ch, text=f"{_CHOICE_SLOT}{ch.letter}")
-                                                for ch in post.choices))
+        key = (post.question_id, post.local_date, post.closes_at, post.topic, post.difficulty, post.prompt,
+               post.code, tuple(ch.letter for ch in post.choices))
         parts = self._templates.get(key)
         if parts is None:
-            parts = _SLOTS.split(self._serialise(self._message(key)).decode())
+            slotted = dataclasses.replace(post, post_id=_POST_SLOT, channel=_CHANNEL_SLOT, reconcile=False,
+                                          choices=tuple(dataclasses.replace(ch, text=f"{_CHOICE_SLOT}{ch.letter}")
+                                                        for ch in post.choices))
+            parts = _SLOTS.split(self._serialise(self._message(slotted)).decode())
             self._templates[key] = parts
             if len(self._templates) > TEMPLATES:
                 self._templates.popitem(last=False)
@@ -165,7 +168,10 @@ class SlackDailyPoster:
 
     async def _send(self, session: aiohttp.ClientSession, client: AsyncWebClient, method: str,
                     body: bytes) -> LeanResponse:
-        headers = {"Authorization": f"Bearer {client.token}", "Content-Type": "application/json;charset=utf-8"}
+        headers = self._headers.get(client.token or "")
+        if headers is None:
+            headers = self._headers[client.token or ""] = {
+                "Authorization": f"Bearer {client.token}", "Content-Type": "application/json;charset=utf-8"}
         async with session.post(f"{client.base_url}{method}", data=body, headers=headers) as resp:
             raw = await resp.read()
             try:
