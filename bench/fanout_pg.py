@@ -159,13 +159,16 @@ def main(smoke: bool = False, runs: int = 3, processes: int = 3) -> int:
     if "clean" in per_run[0]:  # not in the smoke
         total, lost, dup = med("clean", "total_s"), worst("clean", "lost"), worst("clean", "duplicated")
         clean = {"clean_total_s": total, "clean_ratio": total / floor, "clean_lost": lost, "clean_duplicated": dup}
-        rows += [("clean: total time", f"{total:.1f} s = {total / floor:.2f}x the {floor:.0f} s floor",
-         f"<= {TARGET_RATIO}x floor", verdict(total / floor <= TARGET_RATIO)),
-        ("clean: posts lost / duplicated (worst run)", f"{lost} / {dup}", "0 / 0", verdict(lost == dup == 0)),
-        ("clean: queueing done after / posts queued per process (median run)",
-         f"{med('clean', 'queue_s'):.1f} s / {per_run[len(per_run) // 2]['clean']['queued_per_process']}", "-", "-"),
-        ("clean: 429 answers / Web API calls", f"{med('clean', 'limited_429'):,.0f} / "
-         f"{med('clean', 'web_api_calls'):,.0f}", "-", "-")]
+        rows += [
+            ("clean: total time", f"{total:.1f} s = {total / floor:.2f}x the {floor:.0f} s floor",
+             f"<= {TARGET_RATIO}x floor", verdict(total / floor <= TARGET_RATIO)),
+            ("clean: posts lost / duplicated (worst run)", f"{lost} / {dup}", "0 / 0", verdict(lost == dup == 0)),
+            ("clean: queueing done after / posts queued per process (median run)",
+             f"{med('clean', 'queue_s'):.1f} s / {per_run[len(per_run) // 2]['clean']['queued_per_process']}",
+             "-", "-"),
+            ("clean: 429 answers / Web API calls", f"{med('clean', 'limited_429'):,.0f} / "
+             f"{med('clean', 'web_api_calls'):,.0f}", "-", "-"),
+        ]
     rows += [
         ("killed (1 of N, at 1/2): total time", f"{killed:.1f} s = {killed / floor:.2f}x floor "
          f"(lease {lease:.0f} s)", f"<= {TARGET_RATIO}x floor", verdict(killed / floor <= TARGET_RATIO)),
