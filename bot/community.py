@@ -402,7 +402,6 @@ class CommunityMixin:
             cached = self.__dict__["_sorted_ids"] = (self.bank, sorted(self.bank.questions))
         return cached[1]
 
-    @retried
     async def queue_daily_posts(self: QuizEngine, platforms: Collection[str],
                                 queued_some: asyncio.Event | None = None) -> list[DailyPost]:
         """Write the daily posts that are due (a `daily_posts` row and its outbox entry, together).
@@ -411,10 +410,28 @@ class CommunityMixin:
         deliveries are paused gets none until an admin fixes it. The entry expires when the post's
         window closes, so a post that could not go out in time is dropped, never posted late.
         Channels are queued `DAILY_QUEUE_CHUNK` per transaction, and `queued_some` is set after
-        each, so the outbox worker can start sending the first ones while the rest are queued.
+        each, so the outbox worker can start sending the first ones while the rest are queued. A
+        chunk that collides with another process's is run again alone (it then finds that
+        process's posts), not the whole call.
         """
         now_dt = self.clock.now()
         queued: list[DailyPost] = []
+        due = await self._daily_due(platforms)
+        starts = list(range(0, len(due), DAILY_QUEUE_CHUNK))
+        # processes on one database start at different chunks, so they queue different channels
+        # instead of colliding on the same ones (a chunk another process queued costs one read)
+        first = random.randrange(len(starts)) if starts else 0
+        for start in starts[first:] + starts[:first]:
+            queued += await self._queue_chunk_tx(due[start:start + DAILY_QUEUE_CHUNK], now_dt)
+            if queued_some is not None:
+                queued_some.set()
+        if queued:
+            self.deadlines_changed.set()
+        return queued
+
+    @retried
+    async def _daily_due(self: QuizEngine, platforms: Collection[str]) -> list[tuple[DailyChannelRow, ZoneInfo, Any]]:
+        """The enabled daily channels of `platforms` with a valid time, except paused ones."""
         async with self._tx() as tx:
             paused = {(s.platform, s.tenant, s.target) for s in await tx.target_states(None, None)
                       if s.state == "paused"}
@@ -426,18 +443,13 @@ class CommunityMixin:
                 if {(row.platform, row.tenant, row.channel), (row.platform, row.tenant, "")} & paused:
                     continue
                 due.append((row, tz, at))
-        starts = list(range(0, len(due), DAILY_QUEUE_CHUNK))
-        # processes on one database start at different chunks, so they queue different channels
-        # instead of colliding on the same ones (a chunk another process queued costs one read)
-        first = random.randrange(len(starts)) if starts else 0
-        for start in starts[first:] + starts[:first]:
-            async with self._tx() as tx:
-                queued += await self._queue_chunk(tx, due[start:start + DAILY_QUEUE_CHUNK], now_dt)
-            if queued_some is not None:
-                queued_some.set()
-        if queued:
-            self.deadlines_changed.set()
-        return queued
+        return due
+
+    @retried
+    async def _queue_chunk_tx(self: QuizEngine, chunk: list[tuple[DailyChannelRow, ZoneInfo, Any]],
+                              now_dt: datetime) -> list[DailyPost]:
+        async with self._tx() as tx:
+            return await self._queue_chunk(tx, chunk, now_dt)
 
     async def _queue_chunk(self: QuizEngine, tx: Tx, chunk: list[tuple[DailyChannelRow, ZoneInfo, Any]],
                            now_dt: datetime) -> list[DailyPost]:
