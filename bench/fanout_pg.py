@@ -174,7 +174,7 @@ def main(smoke: bool = False, runs: int = 3, processes: int = 3) -> int:
          f"(lease {lease:.0f} s)", f"<= {TARGET_RATIO}x floor", verdict(killed / floor <= TARGET_RATIO)),
         ("killed: posts lost / duplicated (worst run)", f"{k_lost} / {k_dup}", "0 / 0",
          verdict(k_lost == k_dup == 0)),
-        ("killed: posted before the dead claims' lease ran out / sending after it",
+        ("killed: posted within the lease after the kill / sending after that",
          f"{med('killed', 'posted_before_takeover'):,.0f} / {med('killed', 'after_takeover_s'):.1f} s", "-", "-"),
         ("killed: look-ups before re-posting (conversations.history) / 429s",
          f"{med('killed', 'history_calls'):,.0f} / {med('killed', 'limited_429'):,.0f}", "-", "-"),
