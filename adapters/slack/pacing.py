@@ -69,11 +69,7 @@ class Pacer:
         Returns, for a chat.postMessage route, how long before this call the previous post to its
         channel went (None: not within the last second); `limited` reads it."""
         team, method = route[0], route[1]
-        while True:
-            until = max(self.paused.get(route, 0.0), self.paused.get((team, method), 0.0))
-            if (delay := until - self._now()) <= 0:
-                break
-            await self._sleep(delay)
+        await self._unpaused(route)
         rate = self.rates.get(method)
         if rate is not None:
             now = self._now()
@@ -82,6 +78,7 @@ class Pacer:
                 bucket = self._buckets[(team, method)] = _Bucket(rate * SHARE, now)
             if (delay := bucket.reserve(now)) > 0:
                 await self._sleep(delay)
+                await self._unpaused(route)  # a 429 may have paused the route while this call waited its turn
         if len(route) != 3:
             return None
         now = self._now()
@@ -90,6 +87,13 @@ class Pacer:
         previous = self._last_post.get((team, route[2]))
         self._last_post[(team, route[2])] = now
         return now - previous if previous is not None and now - previous < PER_CHANNEL_S else None
+
+    async def _unpaused(self, route: Route) -> None:
+        while True:
+            until = max(self.paused.get(route, 0.0), self.paused.get(route[:2], 0.0))
+            if (delay := until - self._now()) <= 0:
+                return
+            await self._sleep(delay)
 
     def limited(self, route: Route, retry_after: float, since_previous: float | None = None) -> Route:
         """A 429 on `route`: pause the route it concerns for `retry_after` seconds; returns that route.

@@ -275,6 +275,26 @@ async def test_one_channel_rate_limited_while_the_others_post(app, fake, time_):
     assert fake.calls_for(POST)[-1].args["metadata"]["event_payload"] == {"post_id": "p3"}
 
 
+async def test_slack_post_rate_paces_the_apps_daily_posts(settings, engine, scheduler, client):
+    from adapters.slack.app import build_app
+
+    paced = build_app(dataclasses.replace(settings, slack_post_rate=50.0), engine, scheduler=scheduler, client=client)
+    assert paced.quiz.daily.pacer.rates == {POST: 50.0}
+
+
+async def test_a_pause_that_starts_while_a_call_waits_its_turn_holds_it_too():
+    t = ParkedTime()
+    pacer = Pacer({POST: 1.0 / SHARE}, now=t.now, sleep=t.sleep)  # one call a second
+    await pacer.acquire(route_of("T1", POST, "C1"))
+    waiting = asyncio.create_task(pacer.acquire(route_of("T1", POST, "C2")))  # its turn comes at 101
+    await asyncio.sleep(0)
+    pacer.limited(route_of("T1", POST, "C3"), 5, None)  # meanwhile a 429 pauses the workspace until 105
+    await t.move_to(101.0)
+    assert not waiting.done() and t.sleeps == [pytest.approx(1.0), pytest.approx(4.0)]
+    await t.move_to(105.0)
+    await asyncio.wait_for(waiting, 1)
+
+
 def test_a_rate_must_be_positive():
     with pytest.raises(ValueError, match="must be above 0"):
         Pacer({POST: 0})
