@@ -95,11 +95,9 @@ class OutboxTx(ABC):
     async def outbox_drop_expired(self, now: float) -> list[OutboxEntry]:
         """Mark every unsent entry whose expires_at has passed as dropped (not one in flight)."""
     @abstractmethod
-    async def outbox_settle(self, entry: OutboxEntry, now: float) -> bool:
-        """Write the entry's status, times, error and ref, if the caller's claim (lease) still holds."""
-    @abstractmethod
     async def outbox_settle_many(self, entries: Sequence[OutboxEntry], now: float) -> set[int]:
-        """`outbox_settle` for many entries in one statement per slice: the ids whose claim still held."""
+        """Write each entry's status, times, error and ref, if the caller's claim (lease) still holds
+        (one statement per slice of entries); the ids whose claim held."""
     @abstractmethod
     async def outbox_get(self, key: str) -> OutboxEntry | None: ...
     @abstractmethod

@@ -69,16 +69,6 @@ class OutboxSql(OutboxTx):
             f"RETURNING {_COLS}", (now, now, now))
         return [OutboxEntry(*r) for r in rows]
 
-    async def outbox_settle(self, entry: OutboxEntry, now: float) -> bool:
-        e = entry
-        changed = await self._run(
-            "UPDATE outbox SET status = ?, not_before = ?, lease_until = NULL, last_error = ?, error_detail = ?, "
-            "error_fix = ?, first_error_at = ?, sent_ref = ?, updated_at = ? "
-            "WHERE id = ? AND status = 'sending' AND lease_until = ?",
-            (e.status, e.not_before, e.last_error, e.error_detail, e.error_fix, e.first_error_at, e.sent_ref, now,
-             e.id, e.lease_until))
-        return changed == 1
-
     async def outbox_settle_many(self, entries: Sequence[OutboxEntry], now: float) -> set[int]:
         held: set[int] = set()
         for start in range(0, len(entries), _SETTLE_SLICE):
