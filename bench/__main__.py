@@ -18,16 +18,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="engine only: Poisson arrivals at RATE answers/s, latency from the scheduled arrival")
     p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
                    help="engine only: postgres runs bench/engine_pg.py (several processes on one database)")
-    p.add_argument("--processes", default="1,2,4", metavar="N,N,...",
-                   help="engine --store postgres: the process counts to run")
+    p.add_argument("--processes", default=None, metavar="N,N,...",
+                   help="engine --store postgres: the process counts to run (default 1,2,4); fanout: N bot "
+                        "processes on one PostgreSQL, one killed halfway (bench/fanout_pg.py)")
     args = p.parse_args(argv)
     if args.open_loop is not None and args.name != "engine":
         p.error("--open-loop is an option of the engine benchmark")
+    if args.name == "fanout" and args.processes is not None:
+        if not args.processes.isdigit() or int(args.processes) < 2:
+            p.error("fanout --processes takes one process count of at least 2")
+        from bench import fanout_pg
+
+        return fanout_pg.main(smoke=args.smoke, runs=args.runs, processes=int(args.processes))
     if args.store == "postgres":
         if args.name != "engine" or args.open_loop is not None:
             p.error("--store postgres is an option of the engine benchmark's closed loop")
         try:
-            processes = tuple(int(n) for n in args.processes.split(","))
+            processes = tuple(int(n) for n in (args.processes or "1,2,4").split(","))
         except ValueError:
             p.error("--processes takes process counts like 1,2,4")
         if not processes or min(processes) < 1:

@@ -1,10 +1,12 @@
 """The bot side of the fanout benchmark, in its own process (so that it can be SIGKILLed halfway).
 
-`python -m bench.fanout_bot DB SLACK_URL STATS BASE SHIFT` opens the real SqliteStore on DB, builds
+`python -m bench.fanout_bot DB SLACK_URL STATS BASE SHIFT [RATE [LEASE]]` opens the real store on DB (a
+SQLite file, or a postgresql:// URL: one of several processes on one database), builds
 the engine and the real Scheduler, and wires the Slack adapter exactly as `mldebt run` does
 (`build_app(..., scheduler=...)` registers its DailyPoster), with the Web API client pointed at the
-fake at SLACK_URL. Then it runs `Scheduler.run()` until every daily channel's post is marked posted
-in the database, and exits.
+fake at SLACK_URL, pacing its posts at 95% of RATE calls/s (SLACK_POST_RATE; none if omitted) and
+leasing outbox claims for LEASE seconds (default: the outbox's). Then it runs `Scheduler.run()` until
+every daily channel's post is marked posted in the database, and exits.
 
 The clock is real time mapped onto the benchmark's date: `now = BENCH_NOW + (time.time() - BASE) +
 SHIFT`, so a restarted process continues the same timeline, and SHIFT can stand for downtime.
@@ -33,7 +35,8 @@ from bot.clock import SystemClock
 BENCH_NOW = datetime(2026, 11, 26, 9, 0, 30, tzinfo=UTC)
 TOKEN = "xoxb-fanout-bench"
 SECRET = "fanoutbenchsecret0123456789abcd"
-POLL_S = 0.1  # how often the process checks whether every post is marked posted (off the event loop)
+POLL_S = 0.5  # how often the process checks whether every post is marked posted (off the event loop; the
+# total is timed at the fake, so a slower check costs no accuracy and less of the bot's CPU)
 MAX_S = 1800.0  # and gives up, so that nothing outlives a benchmark that went wrong
 
 
@@ -64,23 +67,38 @@ def _posted(db_path: Path) -> int:
         con.close()
 
 
-async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shift: float) -> None:
+async def _posted_pg(url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval("SELECT COUNT(*) FROM daily_posts WHERE status = 'posted'")
+    finally:
+        await conn.close()
+
+
+async def run(db: str, slack_url: str, stats_path: Path, base: float, shift: float, rate: float | None = None,
+              lease: float | None = None) -> None:
     from adapters.slack.app import build_app
     from adapters.slack.web import make_client
     from bot.bank import load_bank
     from bot.config import Settings
     from bot.engine import QuizEngine
     from bot.scheduler import Scheduler
-    from bot.store import SqliteStore
+    from bot.store import store_for
 
     stats = Stats(stats_path)
     bank = load_bank()  # before the store opens: an invalid bank must end the process, not leave it hanging
-    store = SqliteStore(db_path)
+    postgres = db.startswith("postgresql://")
+    store = store_for(db if postgres else Path(db))
     await store.open()
     clock = BenchClock(base, shift)
     engine = QuizEngine(store, bank, clock)
     scheduler = Scheduler(engine, clock)
-    settings = Settings(database=db_path, slack_bot_token=TOKEN, slack_signing_secret=SECRET)
+    if lease is not None:
+        scheduler.outbox.lease_seconds = lease
+    settings = Settings(database=Path("unused.sqlite3") if postgres else Path(db), slack_bot_token=TOKEN,
+                        slack_signing_secret=SECRET, slack_post_rate=rate)
     build_app(settings, engine, scheduler=scheduler, client=make_client(TOKEN, base_url=slack_url))
 
     claim = engine.queue_daily_posts
@@ -99,7 +117,7 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
     stats.write(event="start", at=time.perf_counter())
     task = scheduler.start()
     try:
-        while await asyncio.to_thread(_posted, db_path) < channels:
+        while (await _posted_pg(db) if postgres else await asyncio.to_thread(_posted, Path(db))) < channels:
             if task.done():
                 task.result()  # the scheduler loop never ends by itself: surface why it did
             if os.getppid() != parent or time.monotonic() > deadline:
@@ -113,9 +131,10 @@ async def run(db_path: Path, slack_url: str, stats_path: Path, base: float, shif
 
 
 def main(argv: list[str]) -> int:
-    db, url, stats, base, shift = argv
+    db, url, stats, base, shift, *more = argv
+    rate, lease = (float(v) if v != "-" else None for v in (more + ["-", "-"])[:2])
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(Path(db), url, Path(stats), float(base), float(shift)))
+    asyncio.run(run(db, url, Path(stats), float(base), float(shift), rate, lease))
     return 0
 
 

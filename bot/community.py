@@ -19,12 +19,13 @@ Rules, documented in the README:
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import secrets
 import unicodedata
 from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from . import errors
@@ -62,6 +63,7 @@ from .replies import (
 from .retry import retried
 from .scoring import points_for
 from .store import DailyChannelRow, DailyPostRow, Tx
+from .store.outbox import NewOutboxEntry
 from .text import clean, fold_key
 
 if TYPE_CHECKING:
@@ -379,6 +381,8 @@ class CommunityMixin:
 
     def _next_daily_question(self: QuizEngine, history_newest_first: list[str]) -> str:
         """A question the channel has not seen in the current pass through the whole bank."""
+        if not history_newest_first:  # a new channel (most of them at a first 09:00): the whole bank
+            return self.rng.choice(self._sorted_question_ids())
         all_ids = set(self.bank.questions)
         seen: set[str] = set()
         for qid in history_newest_first:
@@ -391,7 +395,13 @@ class CommunityMixin:
             seen = set()
         return self.rng.choice(sorted(all_ids - seen))
 
-    @retried
+    def _sorted_question_ids(self: QuizEngine) -> list[str]:
+        """The bank's question ids in order, sorted once per bank instead of once per channel."""
+        cached = self.__dict__.get("_sorted_ids")
+        if cached is None or cached[0] is not self.bank:
+            cached = self.__dict__["_sorted_ids"] = (self.bank, sorted(self.bank.questions))
+        return cached[1]
+
     async def queue_daily_posts(self: QuizEngine, platforms: Collection[str],
                                 queued_some: asyncio.Event | None = None) -> list[DailyPost]:
         """Write the daily posts that are due (a `daily_posts` row and its outbox entry, together).
@@ -400,11 +410,28 @@ class CommunityMixin:
         deliveries are paused gets none until an admin fixes it. The entry expires when the post's
         window closes, so a post that could not go out in time is dropped, never posted late.
         Channels are queued `DAILY_QUEUE_CHUNK` per transaction, and `queued_some` is set after
-        each, so the outbox worker can start sending the first ones while the rest are queued.
+        each, so the outbox worker can start sending the first ones while the rest are queued. A
+        chunk that collides with another process's is run again alone (it then finds that
+        process's posts), not the whole call.
         """
         now_dt = self.clock.now()
-        now = now_dt.timestamp()
         queued: list[DailyPost] = []
+        due = await self._daily_due(platforms)
+        starts = list(range(0, len(due), DAILY_QUEUE_CHUNK))
+        # processes on one database start at different chunks, so they queue different channels
+        # instead of colliding on the same ones (a chunk another process queued costs one read)
+        first = random.randrange(len(starts)) if starts else 0
+        for start in starts[first:] + starts[:first]:
+            queued += await self._queue_chunk_tx(due[start:start + DAILY_QUEUE_CHUNK], now_dt)
+            if queued_some is not None:
+                queued_some.set()
+        if queued:
+            self.deadlines_changed.set()
+        return queued
+
+    @retried
+    async def _daily_due(self: QuizEngine, platforms: Collection[str]) -> list[tuple[DailyChannelRow, ZoneInfo, Any]]:
+        """The enabled daily channels of `platforms` with a valid time, except paused ones."""
         async with self._tx() as tx:
             paused = {(s.platform, s.tenant, s.target) for s in await tx.target_states(None, None)
                       if s.state == "paused"}
@@ -416,20 +443,44 @@ class CommunityMixin:
                 if {(row.platform, row.tenant, row.channel), (row.platform, row.tenant, "")} & paused:
                     continue
                 due.append((row, tz, at))
-        for start in range(0, len(due), DAILY_QUEUE_CHUNK):
-            async with self._tx() as tx:
-                for row, tz, at in due[start:start + DAILY_QUEUE_CHUNK]:
-                    day = latest_slot(now_dt, at, tz)
-                    # `daily now` may already have posted the next local day's question early
-                    taken = [await tx.daily_post_on(row.platform, row.tenant, row.channel, d.isoformat())
-                             for d in (day, day + timedelta(days=1))]
-                    if taken == [None, None]:
-                        post = await self._queue_post(tx, row, day, tz, at, now)
-                        if post is not None:
-                            queued.append(post)
-            if queued_some is not None:
-                queued_some.set()
-        return queued
+        return due
+
+    @retried
+    async def _queue_chunk_tx(self: QuizEngine, chunk: list[tuple[DailyChannelRow, ZoneInfo, Any]],
+                              now_dt: datetime) -> list[DailyPost]:
+        async with self._tx() as tx:
+            return await self._queue_chunk(tx, chunk, now_dt)
+
+    async def _queue_chunk(self: QuizEngine, tx: Tx, chunk: list[tuple[DailyChannelRow, ZoneInfo, Any]],
+                           now_dt: datetime) -> list[DailyPost]:
+        """`_queue_post` for a chunk of channels in a handful of statements (bot/store/daily_sql.py):
+        the same rules (none if the channel has today's or, posted early by `daily now`, the next
+        day's post; a question it has not seen in this pass through the bank; the previous window
+        ends), decided here from one read of the chunk's recent posts."""
+        now = now_dt.timestamp()
+        # a pass through the bank is at most its size: older posts cannot change the pick
+        recent = await tx.daily_recent([(r.platform, r.tenant, r.channel) for r, _, _ in chunk],
+                                       len(self.bank.questions) + 1, now)
+        rows: list[DailyPostRow] = []
+        for row, tz, at in chunk:
+            day = latest_slot(now_dt, at, tz)
+            posts = recent.get((row.platform, row.tenant, row.channel), [])
+            if {day.isoformat(), (day + timedelta(days=1)).isoformat()} & {p.local_date for p in posts}:
+                continue
+            closes = daily_instant(day + timedelta(days=1), at, tz).timestamp()
+            rows.append(DailyPostRow(secrets.token_hex(8), row.platform, row.tenant, row.channel, day.isoformat(),
+                                     self._next_daily_question([p.question_id for p in posts]), self._shuffle(),
+                                     "queued", None, 0.0, None, max(closes, now + 3600)))
+        inserted = await tx.insert_daily_posts(rows)
+        rows = [r for r in rows if r.id in inserted]
+        # the previous post's window closes when the next one goes out
+        await tx.end_daily_windows([p.id for r in rows for p in recent.get((r.platform, r.tenant, r.channel), [])
+                                    if p.status in ("queued", "posted") and p.closes_at > now], now)
+        replies = [self._daily_reply(r) for r in rows]
+        await tx.enqueue_many([NewOutboxEntry(r.platform, r.tenant, "daily_post", f"daily_post:{r.channel}:{r.local_date}",
+                                              r.channel, dumps({"post_id": r.id, "post": reply}), expires_at=r.closes_at)
+                               for r, reply in zip(rows, replies, strict=True)], now)
+        return replies
 
     def _daily_reply(self: QuizEngine, post: DailyPostRow) -> DailyPost:
         q = self.bank.question(post.question_id)
@@ -460,6 +511,14 @@ class CommunityMixin:
         if post is not None and post.status == "queued":
             post.status = "missed"
             await tx.update_daily_post(post, "queued")
+
+    async def on_daily_posts_settled(self: QuizEngine, tx: Tx, entries: list[OutboxEntry]) -> None:
+        """`on_daily_post_settled` for a settling batch: the posts sent are marked posted in one statement."""
+        sent = [e for e in entries if e.status == "sent"]
+        await tx.daily_posts_posted([(e.data["post_id"], e.sent_ref) for e in sent], self._now())
+        for entry in entries:
+            if entry.status != "sent":
+                await self.on_daily_post_settled(tx, entry)
 
     @retried
     async def close_daily_posts(self: QuizEngine) -> list[DailyReveal]:

@@ -69,6 +69,9 @@ class Settings:
     slack_client_secret: str | None = field(default=None, repr=False)
     slack_redirect_uri: str | None = None
     token_key: str | None = field(default=None, repr=False)
+    # SLACK_POST_RATE: chat.postMessage calls/s this process may make per workspace (daily posts pace
+    # themselves just under it); None: no pacing, a 429 pauses only its route
+    slack_post_rate: float | None = None
 
     @property
     def slack_enabled(self) -> bool:
@@ -169,6 +172,14 @@ class Settings:
             if len(role) > 100:
                 raise SettingsError("DISCORD_MASTERY_ROLE", "must be at most 100 characters")
             kwargs["discord_mastery_role"] = role
+
+        if (rate := get("SLACK_POST_RATE")) is not None:
+            try:
+                kwargs["slack_post_rate"] = float(rate)
+            except ValueError:
+                kwargs["slack_post_rate"] = -1.0
+            if not 0 < kwargs["slack_post_rate"] <= 100_000:  # type: ignore[operator]
+                raise SettingsError("SLACK_POST_RATE", f"must be calls per second above 0, got {rate!r}")
 
         count, ids = _shards(get("DISCORD_SHARD_COUNT"), get("DISCORD_SHARD_IDS"))
         if count is not None:

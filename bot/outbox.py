@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import random
@@ -61,9 +62,25 @@ PAUSE_AFTER = 3 * 86400.0  # a missing permission this long pauses what uses the
 
 # -- payloads ------------------------------------------------------------------------------------
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The fields of a dataclass reply (None: not a dataclass), looked up once per class: thousands
+    of daily posts are encoded and decoded at 09:00."""
+    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+
+
+@functools.cache
+def _reply_class(kind: str) -> type:
+    cls = getattr(replies_module, kind, None)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise ValueError(f"unknown reply type {kind!r} in an outbox payload")
+    return cls
+
+
 def _encode(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _field_names(type(value))
+    if names is not None:
+        fields = {name: _encode(getattr(value, name)) for name in names}
         return {"__type__": type(value).__name__, **fields}
     if isinstance(value, datetime):
         return {"__datetime__": value.isoformat()}
@@ -82,10 +99,7 @@ def _decode(value: Any) -> Any:
             return datetime.fromisoformat(value["__datetime__"])
         kind = value.get("__type__")
         if kind is not None:
-            cls = getattr(replies_module, kind, None)
-            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-                raise ValueError(f"unknown reply type {kind!r} in an outbox payload")
-            return cls(**{k: _decode(v) for k, v in value.items() if k != "__type__"})
+            return _reply_class(kind)(**{k: _decode(v) for k, v in value.items() if k != "__type__"})
         return {k: _decode(v) for k, v in value.items()}
     return value
 
@@ -158,6 +172,7 @@ class _Batches(AsyncExitStack):
 
 
 Hook = Callable[[Tx, OutboxEntry], Awaitable[None]]
+ManyHook = Callable[[Tx, list[OutboxEntry]], Awaitable[None]]
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -178,6 +193,7 @@ class OutboxWorker:
         self._senders: dict[str, Sender] = {}
         self._hooks: dict[str, Hook] = {}
         self._shards: dict[str, ShardFilter] = {}
+        self._many_hooks: dict[str, ManyHook] = {}
         # (platform, tenant, target) with a problem, read at the start of each run: a success clears it
         self._problems: set[tuple[str, str, str]] = set()
 
@@ -204,6 +220,12 @@ class OutboxWorker:
         """`hook(tx, entry)` runs in the transaction that records an entry of `kind` as sent, failed or
         dropped, so the fact that waits on it (a daily post's message ref) changes with it."""
         self._hooks[kind] = hook
+
+    def on_settled_many(self, kind: str, hook: ManyHook) -> None:
+        """Like `on_settled`, for the entries of `kind` a settling transaction records as sent or failed,
+        all at once (thousands of daily posts settle in a few transactions); dropped ones still go
+        to the `on_settled` hook one by one."""
+        self._many_hooks[kind] = hook
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
@@ -354,17 +376,24 @@ class OutboxWorker:
 
         async def settle(tx: Tx) -> list[OutboxEntry]:
             out: list[OutboxEntry] = []
+            held = await tx.outbox_settle_many([entry for entry, _ in batch], now)
             for entry, permanent in batch:
-                if not await tx.outbox_settle(entry, now):
+                if entry.id not in held:
                     log.info("outbox %s: its lease ran out mid-send; another worker owns it now", entry.key)
                     continue
                 out.append(entry)
-                if entry.status in ("sent", "failed"):
-                    await self._hook(tx, entry)
                 if entry.status == "sent" and (entry.platform, entry.tenant, entry.target) in self._problems:
                     await self._resolved(tx, entry.platform, entry.tenant, entry.target, now)
                 if permanent is not None and permanent.scope != "entry":
                     await self._problem(tx, entry, permanent, now)
+            done = [entry for entry in out if entry.status in ("sent", "failed")]
+            for kind in dict.fromkeys(entry.kind for entry in done):
+                of_kind = [entry for entry in done if entry.kind == kind]
+                if kind in self._many_hooks:
+                    await self._many_hooks[kind](tx, of_kind)
+                else:
+                    for entry in of_kind:
+                        await self._hook(tx, entry)
             return out
 
         return await self._in_tx(settle)

@@ -65,6 +65,7 @@ class Scheduler:
         self.idle = timedelta(seconds=idle_seconds)
         self.outbox = OutboxWorker(engine.store, clock, concurrency=daily_concurrency)
         self.outbox.on_settled("daily_post", engine.on_daily_post_settled)
+        self.outbox.on_settled_many("daily_post", engine.on_daily_posts_settled)
         self._senders: dict[str, KindSender] = {}
         self._daily_platforms: set[str] = set()
         # when the loop goes to sleep, and until when: lets tests and health checks observe it

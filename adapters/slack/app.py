@@ -63,6 +63,7 @@ from .oauth import (
     oauth_settings,
     redact_tokens_in_logs,
 )
+from .pacing import POST, Pacer
 from .web import make_client, post_to_response_url
 from .work import WorkQueue
 
@@ -122,7 +123,9 @@ class SlackQuiz:
         self.installations = installations  # OAuth mode: the workspaces' installs
         self.outbox = scheduler.outbox
         self.render = Renderer(engine.bank)
-        self.daily = SlackDailyPoster(client, self.render, token_for=self.clients.token)
+        self.daily = SlackDailyPoster(
+            client, self.render, pacer=Pacer({POST: settings.slack_post_rate} if settings.slack_post_rate else None),
+            client_for=None if isinstance(self.clients, OneWorkspace) else self.clients.client)
         self.grants: UserGroupGrants | None = None
         # the workspace (and enterprise) this app is installed in, from bolt's auth.test
         self.installed: tuple[str | None, str | None] | None = None

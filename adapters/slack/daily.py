@@ -6,21 +6,29 @@ interrupted earlier attempt already posted it (conversations.history, which need
 channels:history / groups:history scopes; without them `find` reports nothing and the post is
 sent again). The reveal edits the post with chat.update. The bot must be in the channel.
 
-Rate limits: at 09:00 thousands of posts can be due together and the scheduler keeps several in
-flight. A 429 on any daily call pauses every daily call of this poster for its Retry-After (one
-shared `RateGate`), and the call is then tried again. slack_sdk's own 429 handling (used by the
-rest of the app) is left out of these calls: it lets each call sleep on its own (Retry-After plus
-up to a second of random jitter, at most twice, then an error), so with many calls in flight they
-keep hitting the limit, much of each window goes unused, and a post that runs out of retries waits
-for its claim's lease (a minute) before it is tried again.
+Sending fast (issue 11: 10,000 channels at 09:00, at the platform's rate): a post goes out through
+a lean path instead of slack_sdk's client (which cost about 80% of the bot's CPU per post): one
+aiohttp session for a batch of posts, the body serialised once per post content (a template keyed
+by the question, its choice order and date) with only the post id and the channel spliced in, and
+the answer classified by the same rules as every other Slack call (errors.py: HTML or empty
+bodies, 5xx, error codes). The token and base URL come from the tenant's client (`client_for`).
+
+Rate limits: calls are paced per workspace and method just under the configured rate, and a 429
+pauses only its route (adapters/slack/pacing.py) for Retry-After before the call is tried again;
+the other channels and workspaces keep sending. slack_sdk's own 429 handling (used by the rest of
+the app) is left out of these calls: it lets each call sleep on its own (Retry-After plus up to a
+second of random jitter, at most twice, then an error), so with many calls in flight they keep
+hitting the limit, and a post that runs out of retries waits for its claim's lease.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
+import dataclasses
+import json
 import logging
-import time
+import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,6 +44,8 @@ from bot.replies import DailyPost, DailyReveal
 
 from .blocks import Renderer
 from .errors import classify
+from .mrkdwn import SECTION_LIMIT, esc
+from .pacing import Pacer, Route, route_of
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +53,30 @@ METADATA_TYPE = "mldebt_daily_post"
 # errors after which looking again cannot help: the post cannot be there, or we cannot see it
 _NOT_FINDABLE = {"missing_scope", "not_in_channel", "channel_not_found"}
 # errors after which an edit cannot help: the message is gone or no longer ours to edit
-_NOT_EDITABLE = {"message_not_found", "channel_not_found", "cant_update_message", "not_in_channel"}
+_NOT_EDITABLE = {"message_not_found", "cant_update_message", "channel_not_found", "not_in_channel"}
 RATE_LIMIT_WAITS = 10  # 429s one call waits out (each for its Retry-After) before it gives up
+TEMPLATES = 4096  # post bodies kept serialised (one per question, date and window: the choice order is spliced)
+# stand-ins rendered where the post id, the channel and the choice texts go, replaced per post (plain
+# ASCII letters: neither Slack's escaping nor JSON changes them)
+_POST_SLOT, _CHANNEL_SLOT, _CHOICE_SLOT = "MLDEBTSLOTPOSTID", "MLDEBTSLOTCHANNEL", "MLDEBTSLOTCHOICE"
+_SLOTS = re.compile(f"({_POST_SLOT}|{_CHANNEL_SLOT}|{_CHOICE_SLOT}[A-Z])")
+_CHOICES_SPLICED = 2000  # characters of escaped choice texts up to which splicing cannot meet a block's limit
+ClientFor = Callable[[str], Awaitable[AsyncWebClient]]
 
 
-class RateGate:
-    """The pause shared by a poster's calls: after a 429 none of them calls until Retry-After has passed."""
+@dataclasses.dataclass(frozen=True)
+class LeanResponse:
+    """What `errors.classify` reads from a failed call (as from slack_sdk's responses)."""
 
-    def __init__(self, *, now: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
-        self._now, self._sleep = now, sleep
-        self.until = 0.0
-
-    async def wait(self) -> None:
-        while (delay := self.until - self._now()) > 0:
-            await self._sleep(delay)
-
-    def limited(self, retry_after: float) -> None:
-        self.until = max(self.until, self._now() + retry_after)
+    status_code: int
+    data: dict[str, Any] | None
+    headers: Any
 
 
-def _retry_after(response: AsyncSlackResponse) -> float:
+def _retry_after(headers: Any) -> float:
     try:
-        return max(1.0, float(response.headers.get("Retry-After", 1)))
-    except (TypeError, ValueError):
+        return max(1.0, float(headers.get("Retry-After", 1)))
+    except (TypeError, ValueError, AttributeError):
         return 1.0
 
 
@@ -82,67 +92,150 @@ def message_ref(channel: str, ts: str) -> str:
 
 
 class SlackDailyPoster:
-    def __init__(self, client: AsyncWebClient, render: Renderer, *, gate: RateGate | None = None,
-                 token_for: Callable[[str], Awaitable[str | None]] | None = None) -> None:
+    def __init__(self, client: AsyncWebClient, render: Renderer, *, pacer: Pacer | None = None,
+                 client_for: ClientFor | None = None) -> None:
+        """`client`: the app's client (one workspace's token); `client_for(team)`: the client of a
+        workspace, where the app is installed in many (each call uses its workspace's token)."""
         self.client = _without_rate_limit_retries(client)
-        # the token of a post's workspace (OAuth mode: from its install), given with each call so every
-        # workspace shares the one client and its connections; None: the client's own token
-        self.token_for = token_for
         self.render = render
-        self.gate = gate or RateGate()
+        self.pacer = pacer or Pacer()
+        self._client_for = client_for
         self._own_sessions = client.session is None  # a session given with the client is its owner's
+        self._session: aiohttp.ClientSession | None = None  # the batch's, for the lean path
+        self._templates: OrderedDict[tuple, list[str]] = OrderedDict()
+        self._headers: dict[str, dict[str, str]] = {}  # per token
+
+    async def client_of(self, team: str) -> AsyncWebClient:
+        if self._client_for is None:
+            return self.client
+        client = _without_rate_limit_retries(await self._client_for(team))
+        if client.session is None:
+            client.session = self._session
+        return client
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
         """One aiohttp session, and its kept-alive connections, for a batch of daily calls (the scheduler
-        holds it around a tick's posts). Without it slack_sdk opens and closes a session, and so a
-        connection, for every call: for thousands of posts that was about 40% of the bot's CPU."""
-        if not self._own_sessions or self.client.session is not None:
+        holds it around a tick's posts). Without it every call opens and closes a session, and so a
+        connection: for thousands of posts that was about 40% of the bot's CPU."""
+        if self._session is not None:
             yield
             return
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
-        self.client.session = session
+        session = self.client.session if not self._own_sessions else \
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
+        self._session = session
+        if self._own_sessions:
+            self.client.session = session
         try:
             yield
         finally:
-            self.client.session = None
-            await session.close()
+            self._session = None
+            if self._own_sessions:
+                self.client.session = None
+                await session.close()
 
-    async def _call(self, call: Callable[[], Awaitable[AsyncSlackResponse]], *, channel: str,
-                    what: str) -> AsyncSlackResponse:
-        """`call()` once the gate is open; after a 429, close the gate for Retry-After and call again.
+    # -- the lean path of a post -----------------------------------------------------------------
+
+    def _body(self, post: DailyPost) -> bytes:
+        """chat.postMessage's JSON body. The post's content is serialised once per question, date and
+        window, with stand-ins for what differs between channels (the post id, the channel, the
+        choice order), which are spliced in: JSON-escaped, and the choices escaped as the renderer does."""
+        choices = {f"{_CHOICE_SLOT}{ch.letter}": esc(ch.text) for ch in post.choices}
+        if sum(map(len, choices.values())) > min(_CHOICES_SPLICED, SECTION_LIMIT):
+            return self._serialise(self._message(post))  # long enough that a block's limit could cut it
+        key = (post.question_id, post.local_date, post.closes_at, post.topic, post.difficulty, post.prompt,
+               post.code, tuple(ch.letter for ch in post.choices))
+        parts = self._templates.get(key)
+        if parts is None:
+            slotted = dataclasses.replace(post, post_id=_POST_SLOT, channel=_CHANNEL_SLOT, reconcile=False,
+                                          choices=tuple(dataclasses.replace(ch, text=f"{_CHOICE_SLOT}{ch.letter}")
+                                                        for ch in post.choices))
+            parts = _SLOTS.split(self._serialise(self._message(slotted)).decode())
+            self._templates[key] = parts
+            if len(self._templates) > TEMPLATES:
+                self._templates.popitem(last=False)
+        spliced = {_POST_SLOT: post.post_id, _CHANNEL_SLOT: post.channel, **choices}
+        return "".join(json.dumps(spliced[p], ensure_ascii=False)[1:-1] if p in spliced else p
+                       for p in parts).encode()
+
+    def _message(self, post: DailyPost) -> dict[str, Any]:
+        return {"channel": post.channel, **self.render.daily_post(post),
+                "metadata": {"event_type": METADATA_TYPE, "event_payload": {"post_id": post.post_id}}}
+
+    @staticmethod
+    def _serialise(message: dict[str, Any]) -> bytes:
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+    async def _send(self, session: aiohttp.ClientSession, client: AsyncWebClient, method: str,
+                    body: bytes) -> LeanResponse:
+        headers = self._headers.get(client.token or "")
+        if headers is None:
+            headers = self._headers[client.token or ""] = {
+                "Authorization": f"Bearer {client.token}", "Content-Type": "application/json;charset=utf-8"}
+        async with session.post(f"{client.base_url}{method}", data=body, headers=headers) as resp:
+            raw = await resp.read()
+            try:
+                data = json.loads(raw) if raw else None
+            except ValueError:
+                data = None
+            return LeanResponse(resp.status, data if isinstance(data, dict) else None, resp.headers)
+
+    async def _lean_call(self, client: AsyncWebClient, method: str, body: bytes, *, route: Route, channel: str,
+                         what: str) -> dict[str, Any]:
+        """POST `body` to `method` once `route` may go; a 429 pauses the route and the call goes again.
         Any other failure (and a 429 that does not stop) comes out classified (errors.py)."""
         waited = 0
         while True:
-            await self.gate.wait()
+            since_previous = await self.pacer.acquire(route)
+            try:
+                if self._session is not None:
+                    resp = await self._send(self._session, client, method, body)
+                else:
+                    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout)) as session:
+                        resp = await self._send(session, client, method, body)
+            except Exception as exc:
+                raise classify(exc, channel=channel, what=what) from exc
+            if resp.status_code == 429 and waited < RATE_LIMIT_WAITS:
+                waited += 1
+                self.pacer.limited(route, _retry_after(resp.headers), since_previous)
+                continue
+            if resp.status_code == 200 and resp.data is not None and resp.data.get("ok"):
+                return resp.data
+            error = (resp.data or {}).get("error") or f"HTTP {resp.status_code}"
+            raise classify(SlackApiError(f"{method}: {error}", resp), channel=channel, what=what)
+
+    # -- the slack_sdk path (look-ups after a crash, reveals: a few calls, not thousands) -----------
+
+    async def _call(self, call: Callable[[], Awaitable[AsyncSlackResponse]], *, route: Route, channel: str,
+                    what: str) -> AsyncSlackResponse:
+        """`call()` once `route` may go; after a 429, pause the route for Retry-After and call again.
+        Any other failure (and a 429 that does not stop) comes out classified (errors.py)."""
+        waited = 0
+        while True:
+            await self.pacer.acquire(route)
             try:
                 return await call()
             except SlackApiError as exc:
                 if getattr(exc.response, "status_code", None) != 429 or waited >= RATE_LIMIT_WAITS:
                     raise classify(exc, channel=channel, what=what) from exc
                 waited += 1
-                self.gate.limited(_retry_after(exc.response))
+                self.pacer.limited(route, _retry_after(exc.response.headers))
             except Exception as exc:
                 raise classify(exc, channel=channel, what=what) from exc
 
-    async def _auth(self, tenant: str) -> dict[str, str]:
-        token = await self.token_for(tenant) if self.token_for is not None else None
-        return {"token": token} if token else {}
-
     async def post(self, post: DailyPost) -> str:
-        message = self.render.daily_post(post)
-        metadata = {"event_type": METADATA_TYPE, "event_payload": {"post_id": post.post_id}}
-        auth = await self._auth(post.tenant)
-        resp = await self._call(lambda: self.client.chat_postMessage(channel=post.channel, **message,
-                                                                      metadata=metadata, **auth),
-                                channel=post.channel, what="posting the daily question")
-        return message_ref(resp["channel"], resp["ts"])
+        client = await self.client_of(post.tenant)
+        data = await self._lean_call(client, "chat.postMessage", self._body(post),
+                                     route=route_of(post.tenant, "chat.postMessage", post.channel),
+                                     channel=post.channel, what="posting the daily question")
+        return message_ref(data["channel"], data["ts"])
 
     async def find(self, post: DailyPost) -> str | None:
-        auth = await self._auth(post.tenant)
+        client = await self.client_of(post.tenant)
         try:
-            resp = await self._call(lambda: self.client.conversations_history(
-                channel=post.channel, include_all_metadata=True, limit=100, **auth), channel=post.channel,
+            resp = await self._call(lambda: client.conversations_history(
+                channel=post.channel, include_all_metadata=True, limit=100),
+                route=route_of(post.tenant, "conversations.history"), channel=post.channel,
                 what="looking for an interrupted daily post")
         except Permanent as exc:
             if exc.reason in _NOT_FINDABLE:
@@ -162,11 +255,11 @@ class SlackDailyPoster:
             log.warning("daily post %s has no message to edit; nothing to reveal", reveal.post_id)
             return
         channel, ts = reveal.message_ref.split(":", 1)
-        auth = await self._auth(reveal.tenant)
+        client = await self.client_of(reveal.tenant)
         try:
             message = self.render.daily_reveal(reveal)
-            await self._call(lambda: self.client.chat_update(channel=channel, ts=ts, **message, **auth),
-                             channel=channel,
+            await self._call(lambda: client.chat_update(channel=channel, ts=ts, **message),
+                             route=route_of(reveal.tenant, "chat.update"), channel=channel,
                              what="revealing the daily answer")
         except Permanent as exc:
             if exc.reason not in _NOT_EDITABLE:

@@ -7,11 +7,11 @@ tests/bot/test_store_contract.py. All times are UTC epoch seconds (floats).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from .outbox import OutboxTx
+from .outbox import NewOutboxEntry, OutboxTx
 
 
 class StoreBusy(Exception):
@@ -329,6 +329,24 @@ class Tx(OutboxTx):
     @abstractmethod
     async def daily_counts(self, post_id: str) -> tuple[int, int]:
         """(answers, correct answers) of a post."""
+    # many channels at once (09:00 for thousands of channels): bot/store/daily_sql.py, both stores
+    @abstractmethod
+    async def daily_recent(self, channels: Sequence[tuple[str, str, str]], keep: int,
+                           now: float) -> dict[tuple[str, str, str], list[DailyPostRow]]:
+        """Per (platform, tenant, channel): its newest `keep` posts and every post whose window is still
+        open at `now`, newest first (channels without posts are left out)."""
+    @abstractmethod
+    async def insert_daily_posts(self, rows: Sequence[DailyPostRow]) -> set[str]:
+        """Insert the posts; the ids of those inserted (not those whose channel has a post that day)."""
+    @abstractmethod
+    async def end_daily_windows(self, post_ids: Collection[str], now: float) -> None:
+        """End, at `now`, the answer window of these posts if they are still unfinished."""
+    @abstractmethod
+    async def daily_posts_posted(self, posted: Sequence[tuple[str, str | None]], now: float) -> None:
+        """Mark these (post id, message ref) posted at `now`, those still queued or missed."""
+    @abstractmethod
+    async def enqueue_many(self, entries: Sequence[NewOutboxEntry], now: float) -> int:
+        """`enqueue` for many entries in one statement per slice; how many were new."""
 
     # -- streaks and review ---------------------------------------------------------------------
     @abstractmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,20 @@ class ShardFilter:
     ids: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class NewOutboxEntry:
+    """An intent to write with `OutboxTx.enqueue_many` (the arguments of `enqueue`, for many at once)."""
+
+    platform: str
+    tenant: str
+    kind: str
+    key: str
+    target: str
+    payload: str
+    not_before: float | None = None
+    expires_at: float | None = None
+
+
 @dataclass
 class TargetState:
     """A channel, role, user group (or, with target "", the whole tenant) that deliveries fail on."""
@@ -95,8 +109,9 @@ class OutboxTx(ABC):
     async def outbox_drop_expired(self, now: float) -> list[OutboxEntry]:
         """Mark every unsent entry whose expires_at has passed as dropped (not one in flight)."""
     @abstractmethod
-    async def outbox_settle(self, entry: OutboxEntry, now: float) -> bool:
-        """Write the entry's status, times, error and ref, if the caller's claim (lease) still holds."""
+    async def outbox_settle_many(self, entries: Sequence[OutboxEntry], now: float) -> set[int]:
+        """Write each entry's status, times, error and ref, if the caller's claim (lease) still holds
+        (one statement per slice of entries); the ids whose claim held."""
     @abstractmethod
     async def outbox_get(self, key: str) -> OutboxEntry | None: ...
     @abstractmethod

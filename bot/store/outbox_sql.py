@@ -6,13 +6,17 @@ type and SQLite accepts; claims lock their rows as the store's `_LOCK` says.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from .outbox import OutboxEntry, OutboxTx, ShardFilter, TargetState
 
 _COLS = ("id, key, platform, tenant, kind, target, payload, status, not_before, expires_at, lease_until, "
          "attempts, last_error, error_detail, error_fix, first_error_at, sent_ref, created_at, updated_at")
 _TARGET_COLS = "platform, tenant, target, state, reason, detail, fix, since, updated_at"
+# one settled entry in `outbox_settle_many` (typed: PostgreSQL cannot infer the types of a VALUES list)
+_SETTLE_ROW = ("(CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), CAST(? AS TEXT), "
+               "CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION))")
+_SETTLE_SLICE = 200
 
 
 def _marks(values: Collection[str]) -> str:
@@ -79,15 +83,21 @@ class OutboxSql(OutboxTx):
             f"RETURNING {_COLS}", (now, now, now))
         return [OutboxEntry(*r) for r in rows]
 
-    async def outbox_settle(self, entry: OutboxEntry, now: float) -> bool:
-        e = entry
-        changed = await self._run(
-            "UPDATE outbox SET status = ?, not_before = ?, lease_until = NULL, last_error = ?, error_detail = ?, "
-            "error_fix = ?, first_error_at = ?, sent_ref = ?, updated_at = ? "
-            "WHERE id = ? AND status = 'sending' AND lease_until = ?",
-            (e.status, e.not_before, e.last_error, e.error_detail, e.error_fix, e.first_error_at, e.sent_ref, now,
-             e.id, e.lease_until))
-        return changed == 1
+    async def outbox_settle_many(self, entries: Sequence[OutboxEntry], now: float) -> set[int]:
+        held: set[int] = set()
+        for start in range(0, len(entries), _SETTLE_SLICE):
+            part = entries[start:start + _SETTLE_SLICE]
+            rows = await self._all(
+                "WITH v (vid, status, not_before, last_error, error_detail, error_fix, first_error_at, sent_ref, "
+                f"lease) AS (VALUES {', '.join(_SETTLE_ROW for _ in part)}) "
+                "UPDATE outbox SET status = v.status, not_before = v.not_before, lease_until = NULL, "
+                "last_error = v.last_error, error_detail = v.error_detail, error_fix = v.error_fix, "
+                "first_error_at = v.first_error_at, sent_ref = v.sent_ref, updated_at = ? FROM v "
+                "WHERE id = v.vid AND outbox.status = 'sending' AND lease_until = v.lease RETURNING id",
+                (*(x for e in part for x in (e.id, e.status, e.not_before, e.last_error, e.error_detail, e.error_fix,
+                                             e.first_error_at, e.sent_ref, e.lease_until)), now))
+            held.update(r[0] for r in rows)
+        return held
 
     async def outbox_get(self, key: str) -> OutboxEntry | None:
         row = await self._one(f"SELECT {_COLS} FROM outbox WHERE key = ?", (key,))

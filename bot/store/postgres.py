@@ -61,6 +61,7 @@ from .base import (
     Tx,
     WriteConflict,
 )
+from .daily_sql import DailySql
 from .installations_sql import InstallationsSql
 from .migrations import MIGRATIONS, sql_for
 from .outbox_sql import OutboxSql
@@ -175,7 +176,7 @@ class _Write:
         self.sql, self.args, self.key, self.guard, self.returning = sql, args, key, guard, returning
 
 
-class PostgresTx(OutboxSql, InstallationsSql, Tx):
+class PostgresTx(OutboxSql, InstallationsSql, DailySql, Tx):
     """One REPEATABLE READ transaction on one pooled connection; writes queued as described above."""
 
     _LOCK = " FOR UPDATE SKIP LOCKED"  # outbox claims: two processes take different entries

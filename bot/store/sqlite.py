@@ -62,6 +62,7 @@ from .base import (
     Tx,
     WriteConflict,
 )
+from .daily_sql import DailySql
 from .installations_sql import InstallationsSql
 from .migrations import MIGRATIONS, sql_for
 from .outbox_sql import OutboxSql
@@ -345,7 +346,7 @@ def _commit(conn: sqlite3.Connection, batch: _Batch) -> None:
         raise
 
 
-class SqliteTx(OutboxSql, InstallationsSql, Tx):
+class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
     """One transaction of a batch: a SAVEPOINT inside the batch's BEGIN IMMEDIATE ... COMMIT.
 
     Writes that return nothing are queued (`_write`) and go to SQLite with the transaction's next

@@ -34,3 +34,17 @@ def test_smoke_run_writes_its_results(name: str) -> None:
     if name == "fanout":  # exactly once holds even at smoke size, killed halfway or not
         for scenario in runs[0].values():
             assert (scenario["lost"], scenario["duplicated"], scenario["db_mismatched"]) == (0, 0, 0), scenario
+
+
+def test_fanout_with_three_processes_on_one_postgresql_and_a_kill(postgres_server, monkeypatch) -> None:
+    """`bench fanout --processes 3 --smoke`: three bot processes on the session's server, one SIGKILLed."""
+    monkeypatch.setenv("MLDEBT_BENCH_POSTGRES_URL", postgres_server.url)
+    out = RESULTS / "fanout-processes.smoke.json"
+    out.unlink(missing_ok=True)
+    assert main(["fanout", "--processes", "3", "--smoke"]) == 0
+    data = json.loads(out.read_text())
+    assert (data["benchmark"], data["processes"], data["smoke"]) == ("fanout-processes", 3, True)
+    [run] = data["per_run"]
+    killed = run["killed"]
+    assert (killed["lost"], killed["duplicated"], killed["db_mismatched"]) == (0, 0, 0), killed
+    assert killed["db_rows"] == killed["outbox_sent"] == killed["channels"]

@@ -69,3 +69,12 @@ def test_a_postgresql_url_selects_the_postgresql_store(tmp_path):
     assert isinstance(store_for(s.database_url), PostgresStore)
     plain = Settings.from_mapping({"MLDEBT_DATABASE": str(tmp_path / "db.sqlite3")})
     assert plain.database_url is None and isinstance(store_for(plain.database), SqliteStore)
+
+
+def test_slack_post_rate_is_calls_per_second_or_unset(tmp_path):
+    assert load(tmp_path).slack_post_rate is None
+    assert load(tmp_path, SLACK_POST_RATE="50").slack_post_rate == 50.0
+    for bad in ("0", "fast", "-3"):
+        with pytest.raises(SettingsError) as exc:
+            load(tmp_path, SLACK_POST_RATE=bad)
+        assert str(exc.value) == f"SLACK_POST_RATE: must be calls per second above 0, got {bad!r}"

@@ -222,7 +222,7 @@ async def test_a_dead_workers_claim_is_taken_over_after_its_lease_and_reconciled
     # the dead worker's late outcome no longer counts: its lease was taken over
     claimed.status = "failed"
     async with store.transaction() as tx:
-        assert await tx.outbox_settle(claimed, clock.now().timestamp()) is False
+        assert await tx.outbox_settle_many([claimed], clock.now().timestamp()) == set()
 
 
 async def test_chunks_are_sent_while_the_next_is_claimed_and_two_workers_never_double_send(new_store, clock):
