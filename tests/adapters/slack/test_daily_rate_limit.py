@@ -84,7 +84,7 @@ async def test_the_lean_body_is_the_rendered_message_with_only_id_and_channel_sp
     one, two = fake.calls_for(POST)
     assert ref1 == f"C0ONE:{one.response['ts']}" and ref2 == f"C0TWO:{two.response['ts']}"
     for call, post in ((one, first), (two, second)):
-        assert call.token == app.quiz.client.token
+        assert call.token == app.client.token
         assert call.args == {"channel": post.channel, **app.quiz.render.daily_post(post),
                              "metadata": {"event_type": "mldebt_daily_post", "event_payload": {"post_id": post.post_id}}}
     assert len(poster._templates) == 1  # one serialisation for both: same question and window, any order
@@ -124,7 +124,7 @@ async def test_each_workspace_posts_with_its_own_token(fake, app):
     async def client_for(team: str):
         return clients[team]
 
-    poster = SlackDailyPoster(app.quiz.client, app.quiz.render, client_for=client_for)
+    poster = SlackDailyPoster(app.client, app.quiz.render, client_for=client_for)
     async with poster.batch():
         await poster.post(daily_post("p1", "C1", tenant="T0ONE"))
         await poster.post(daily_post("p2", "C2", tenant="T0TWO"))
