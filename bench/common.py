@@ -39,6 +39,18 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+def per_run_figures(per_run: list[dict]) -> tuple:
+    """`med(kind, key)` and `worst(kind, key)` over runs that each map a scenario kind to its figures."""
+
+    def med(kind: str, key: str) -> float:
+        return median([r[kind][key] for r in per_run])
+
+    def worst(kind: str, key: str) -> int:
+        return max(r[kind][key] for r in per_run)
+
+    return med, worst
+
+
 def report(name: str, rows: list[tuple[str, str, str, str]], data: dict, smoke: bool) -> Path:
     """Print a table (figure, measured, target, verdict) and write bench/results/NAME.json."""
     widths = [max(len(r[i]) for r in rows + [("figure", "measured", "target", "ok")]) for i in range(4)]

@@ -52,7 +52,7 @@ from aiohttp import web
 from bot.store import SqliteStore
 from tests.adapters.slack.fake_slack import FakeSlack
 
-from .common import RESULTS, median, report, verdict
+from .common import RESULTS, per_run_figures, report, verdict
 from .fanout_bot import BENCH_NOW
 
 TARGET_RATIO = 1.1  # issue 11: <= 1.1x the floor
@@ -256,11 +256,7 @@ def main(smoke: bool = False, runs: int = 3) -> int:
             })
     load_after = os.getloadavg()
 
-    def med(kind: str, key: str) -> float:
-        return median([r[kind][key] for r in per_run])
-
-    def worst(kind: str, key: str) -> int:
-        return max(r[kind][key] for r in per_run)
+    med, worst = per_run_figures(per_run)
 
     floor = channels / rate
     total, killed_total = med("clean", "total_s"), med("killed", "total_s")

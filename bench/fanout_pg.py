@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from .common import RESULTS, median, report, verdict
+from .common import RESULTS, per_run_figures, report, verdict
 from .engine_pg import _fresh, server
 from .fanout import TARGET_RATIO, TEAM, RateLimitedSlack, _child, _events, _finish
 
@@ -142,11 +142,7 @@ def main(smoke: bool = False, runs: int = 3, processes: int = 3) -> int:
             asyncio.run(_drop(url))
     load_after = os.getloadavg()
 
-    def med(kind: str, key: str) -> float:
-        return median([r[kind][key] for r in per_run])
-
-    def worst(kind: str, key: str) -> int:
-        return max(r[kind][key] for r in per_run)
+    med, worst = per_run_figures(per_run)
 
     floor = channels / rate
     killed = med("killed", "total_s")
