@@ -21,7 +21,7 @@ from bot.engine import QuizEngine
 from .fake_slack import RESPONSE_URL
 from .slack_requests import JSON, sign, signed_slash_command
 from .tracker import BackgroundTracker
-from .workspace import SECRET, TEAM, Workspace, question_id
+from .workspace import SECRET, Workspace, question_id
 
 
 class GatedEngine(QuizEngine):
