@@ -62,6 +62,7 @@ class WorkQueue(AsyncioLazyListenerRunner):
         self._acks = 0  # requests being acknowledged right now (HTTP mode)
         self._no_acks = asyncio.Event()
         self._no_acks.set()
+        self._turn = asyncio.Lock()
 
     def start(self, function: Callable[..., Awaitable[None]], request: AsyncBoltRequest) -> None:
         started = _STARTED.get()
@@ -125,8 +126,11 @@ class WorkQueue(AsyncioLazyListenerRunner):
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
-            await self._no_acks.wait()
-            job = await self._queue.get()
+            async with self._turn:  # one job starts per loop turn, so acks arriving meanwhile are read first
+                await self._no_acks.wait()
+                job = await self._queue.get()
+                await asyncio.sleep(0)
+                await self._no_acks.wait()
             try:
                 await job()
             except Exception:  # noqa: BLE001 - one request's failure must not stop a worker
