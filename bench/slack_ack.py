@@ -87,7 +87,8 @@ class Dispatches:
 
 def ack_only(app: QuizApp) -> QuizApp:
     """Diagnostic twin of the adapter: the same listeners and middleware, with the lazy work removed,
-    so that its figure is bolt's ack path alone, without the replies' work on the same event loop."""
+    so that its figure is the ack path alone (the handler's checks, then bolt's dispatch behind the
+    ack), without the replies' work on the same event loop."""
     for listener in app._async_listeners:
         listener.lazy_functions = []
     return app
