@@ -8,10 +8,13 @@ in arrival order, and a fixed number of workers drain it. The ack path never awa
 Acks also go first in time: the HTTP handler marks each request it is acknowledging
 (`acking()`), and a worker starts its next job only when no ack is in flight, so a burst is
 acknowledged before the loop spends its time on the burst's replies (each job, once started, still
-interleaves with new acks at its awaits, which are short). Workers also take turns to start jobs,
-one per turn of the event loop: when the last ack of a moment ends, the waiting workers would
-otherwise all run their jobs' first stretch of CPU (~0.6 ms each in bolt) back to back, while the
-connections that arrived meanwhile wait to be read.
+interleaves with new acks at its awaits, which are short). In HTTP mode workers also take turns
+to start jobs, one per turn of the event loop: when the last ack of a moment ends, the waiting
+workers would otherwise all run their jobs' first stretch of CPU (~0.6 ms each in bolt) back to
+back, while the connections that arrived meanwhile wait to be read. This slows the replies' drain
+after a burst (bench/README.md: starting freely once a loop turn passed without a new ack drained
+faster but let the acks at 200 slip from 1.2x to 1.5x the bare handler). Socket Mode, which has no
+HTTP acks, never takes turns.
 
 In HTTP mode the handler goes further (web.py): once a request is verified and known to be for
 this workspace it answers the 200 itself and `defer`s bolt's whole dispatch to this queue, so
@@ -66,6 +69,7 @@ class WorkQueue(AsyncioLazyListenerRunner):
         self._no_acks = asyncio.Event()
         self._no_acks.set()
         self._turn = asyncio.Lock()
+        self._acked = 0  # requests acknowledged so far (HTTP mode)
 
     def start(self, function: Callable[..., Awaitable[None]], request: AsyncBoltRequest) -> None:
         started = _STARTED.get()
@@ -129,11 +133,12 @@ class WorkQueue(AsyncioLazyListenerRunner):
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
-            async with self._turn:  # one job starts per loop turn, so acks arriving meanwhile are read first
-                await self._no_acks.wait()
-                job = await self._queue.get()
-                await asyncio.sleep(0)
-                await self._no_acks.wait()
+            await self._no_acks.wait()
+            job = await self._queue.get()
+            if self._acked:  # HTTP mode: one job starts per loop turn, so acks arriving meanwhile are read first
+                async with self._turn:
+                    await asyncio.sleep(0)
+                    await self._no_acks.wait()
             try:
                 await job()
             except Exception:  # noqa: BLE001 - one request's failure must not stop a worker
@@ -167,6 +172,7 @@ class _Acking:
 
     def __enter__(self) -> None:
         self.queue._acks += 1
+        self.queue._acked += 1
         self.queue._no_acks.clear()
 
     def __exit__(self, *exc: object) -> None:
