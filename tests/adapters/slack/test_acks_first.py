@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import aiohttp
 import pytest
 
 from adapters.slack.app import BUSY, build_app
 from adapters.slack.web import build_web_app, serve_http
+from adapters.slack.work import WorkQueue
 from bot.engine import QuizEngine
 
 from .fake_slack import RESPONSE_URL
@@ -153,3 +155,31 @@ async def test_work_runs_in_arrival_order_and_a_full_queue_says_busy(served, fak
     await served.tracker.idle()
     players = db.rows("SELECT p.user_id FROM sessions s JOIN players p ON p.id = s.player_id ORDER BY s.rowid")
     assert players == [("U0AMY",), ("U0BEN",), ("U0CAT",)]
+
+
+@pytest.mark.parametrize("http_mode", [True, False])
+async def test_after_http_acks_jobs_start_one_per_loop_turn(http_mode):
+    """HTTP mode: queued jobs start one per turn of the event loop, so connections that arrived in
+    between are read first; Socket Mode (no HTTP acks) starts them as before."""
+    work = WorkQueue(logging.getLogger("test"), workers=2)
+    if http_mode:
+        with work.acking():
+            pass  # one request acknowledged over HTTP
+    loop = asyncio.get_running_loop()
+    marks: list[str] = []
+
+    def job(name: str):
+        async def run() -> None:
+            marks.append(name)
+            loop.call_soon(marks.append, f"turn after {name}")
+        return run
+
+    work.defer(job("first"), lambda: pytest.fail("nothing is refused"))
+    work.defer(job("second"), lambda: pytest.fail("nothing is refused"))
+    await work.idle()
+    await asyncio.sleep(0)
+    await work.close()
+    if http_mode:
+        assert marks == ["first", "turn after first", "second", "turn after second"]
+    else:
+        assert marks == ["first", "second", "turn after first", "turn after second"]
