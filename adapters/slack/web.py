@@ -82,8 +82,8 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
     is unsigned, too large, not UTF-8 or not a Slack payload gets a 4xx and one log line.
 
     Acks first: a verified command, click or event for the workspace this app is installed in is
-    answered with the empty 200 here, and bolt's whole dispatch (with its ack a no-op) waits in the
-    work queue behind it. The listeners dedupe by trigger_id/event_id in the database as before.
+    answered with the empty 200 here, and bolt's whole dispatch (whose own ack goes nowhere) waits in
+    the work queue behind it. The listeners dedupe by trigger_id/event_id in the database as before.
     What bolt must answer itself goes through it inline: url_verification (the challenge is the
     response's body) and any request while the workspace is not yet known or is another one (the
     app's gate answers 403 there, with nothing written).
