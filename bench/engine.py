@@ -39,6 +39,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.bank import Bank, BankError, load_bank
+from bot.cli import settle_heap
 from bot.clock import FakeClock
 from bot.engine import QuizEngine
 from bot.replies import Feedback, Player, QuestionCard, Reply, Summary
@@ -401,6 +402,7 @@ def main(smoke: bool = False, runs: int = 3, open_loop: float | None = None) -> 
     with tempfile.TemporaryDirectory(dir=RESULTS) as tmp_name:
         tmp = Path(tmp_name)
         bank, bank_used = bench_bank(tmp)
+        settle_heap()  # as `mldebt run` does before serving
         counted = {name: asyncio.run(counted_run(tmp / f"count-{i}.sqlite3", bank, players, 99, factory))
                    for i, (name, factory) in enumerate(STORES.items())}
         sql_only = replay(tmp / "replay.sqlite3", asyncio.run(traced_alone(tmp / "trace.sqlite3", bank, traced, 7)))
@@ -494,6 +496,7 @@ def main_open_loop(rate: float, smoke: bool, runs: int) -> int:
     with tempfile.TemporaryDirectory(dir=RESULTS) as tmp_name:
         tmp = Path(tmp_name)
         bank, bank_used = bench_bank(tmp)
+        settle_heap()  # as `mldebt run` does before serving
         for run in range(runs):
             per_run.append({name: asyncio.run(open_loop_run(tmp / f"open-{run}-{i}.sqlite3", bank, rate, duration,
                                                             pool, run, factory))
