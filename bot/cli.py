@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,6 +62,16 @@ STARTUP_RETRY_DELAYS = (2.0, 5.0, 10.0, 20.0, 30.0)
 class StartupFailed(Exception):
     """A platform could not be started (unreachable, or a token refused). The message says what
     failed and what to do; the command prints it as one line and exits with status 1."""
+
+
+def settle_heap() -> None:
+    """Take what start-up built (modules, the question bank, the schema) out of the garbage
+    collector's way before serving: every full collection walks every tracked object, and each
+    answer in flight waits through it. Measured in single 10 s runs of the engine's open-loop bench
+    on a quiet machine: the longest full collection 12-14 ms instead of 29-31 ms, answer p99 12-14 ms
+    instead of 15-20 ms (bench/README.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def connect_with_retries(what: str, attempt: Callable[[], Awaitable[None]], *, transient: tuple[type, ...],
@@ -295,6 +306,7 @@ async def _run(args: argparse.Namespace, settings: Settings, frontends: Frontend
         if args.command == "discord":
             return await frontends.extra[f"discord {args.discord_command}"](core, args)
         if settings.slack_enabled or settings.discord_enabled:
+            settle_heap()
             return await frontends.servers(core, args)
         return await frontends.console(core, args)
     except StartupFailed as exc:

@@ -18,6 +18,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.internals import extract_enterprise_id, extract_team_id
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -40,6 +41,7 @@ RATE_LIMIT_RETRIES = 2
 WEB_API_TIMEOUT = 5  # seconds per Web API call (slack_sdk's default is 30, tried twice on a dead connection)
 MAX_BODY = 1 << 20  # bytes; Slack's payloads are far smaller (aiohttp answers 413 beyond)
 RESPONSE_URL_TIMEOUT = 3  # seconds per response_url post; the adapter then falls back to the Web API
+ACK_FIRST = ("block_actions", "event_callback")  # payload types acknowledged before bolt sees them (and commands)
 
 
 def retry_handlers() -> list[AsyncRetryHandler]:
@@ -81,11 +83,46 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
     soon as it builds its request object, so unsigned garbage used to end in a 500): a request that
     is unsigned, too large, not UTF-8 or not a Slack payload gets a 4xx and one log line.
 
+    Acks first: a verified command, click or event for the workspace this app is installed in is
+    answered with the empty 200 here, and bolt's whole dispatch (whose own ack goes nowhere) waits in
+    the work queue behind it. The listeners dedupe by trigger_id/event_id in the database as before.
+    What bolt must answer itself goes through it inline: url_verification (the challenge is the
+    response's body) and any request while the workspace is not yet known or is another one (the
+    app's gate answers 403 there, with nothing written).
+
     /healthz answers 503 when `check` (the database's ping) fails or takes over 2 s, so a load
     balancer stops sending requests to a replica that cannot reach the database."""
     verifier = SignatureVerifier(signing_secret or app._signing_secret)
 
     work = getattr(app, "work", None)
+    quiz = getattr(app, "quiz", None)
+
+    def ack_first(body: dict[str, Any]) -> bool:
+        """The cheap checks before an early ack: a payload the listeners handle, for this workspace."""
+        if work is None or quiz is None or (body.get("command") is None and body.get("type") not in ACK_FIRST):
+            return False
+        installed = quiz.installed  # learnt from bolt's auth.test by the first request, which runs inline
+        if installed is None:
+            return False
+        try:
+            team, enterprise = extract_team_id(body), extract_enterprise_id(body)
+        except (AttributeError, TypeError, KeyError, IndexError):
+            return False  # an odd shape: bolt answers it inline
+        return not ((team and installed[0] and team != installed[0])
+                    or (enterprise and installed[1] and enterprise != installed[1]))
+
+    def later(text: str, query: str, headers: dict[str, str]) -> Callable[[], Awaitable[None]]:
+        async def dispatch() -> None:
+            try:
+                bolt_request = AsyncBoltRequest(body=text, query=query, headers=headers)
+            except Exception as exc:  # bolt reads ids out of the payload at once; an odd shape fails there
+                log.warning("ignored a signed Slack request of an unexpected shape (%s)", type(exc).__name__)
+                return
+            response = await app.async_dispatch(bolt_request)
+            if response.status != 200:
+                log.warning("bolt answered %d to a Slack request acknowledged early: %s", response.status,
+                            str(response.body)[:80])
+        return dispatch
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         if work is None:
@@ -110,6 +147,11 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
         problem = shape_problem(body)
         if problem is not None:
             log.warning("ignored a signed Slack request: %s", problem)
+            return web.Response(status=200, text="")
+        if ack_first(body):
+            assert work is not None
+            query, headers = request.query_string, dict(request.headers)
+            work.defer(later(text, query, headers), lambda: AsyncBoltRequest(body=text, query=query, headers=headers))
             return web.Response(status=200, text="")
         try:
             bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))

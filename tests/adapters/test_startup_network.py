@@ -6,6 +6,7 @@ between tries are recorded instead of slept.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 from pathlib import Path
@@ -126,9 +127,33 @@ def test_a_start_up_failure_is_one_line_and_exit_status_1(tmp_path, monkeypatch,
         raise StartupFailed("Discord: logging in failed 6 times (cannot reach discord.com); giving up.")
 
     frontends = cli.Frontends(console=servers, servers=servers, extra={})
-    assert cli.main(["--env-file", "/dev/null", "run"], frontends) == 1
+    try:
+        assert cli.main(["--env-file", "/dev/null", "run"], frontends) == 1
+    finally:
+        gc.unfreeze()  # `run` froze the start-up heap before serving; the test session collects as before
     assert capsys.readouterr().err == ("mldebt: Discord: logging in failed 6 times (cannot reach discord.com); "
                                        "giving up.\n")
+
+
+def test_serving_starts_with_the_start_up_heap_frozen_and_the_terminal_does_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLDEBT_DATABASE", str(tmp_path / "q.sqlite3"))
+    monkeypatch.setenv("MLDEBT_QUESTION_BANK", str(write_bank(tmp_path / "bank")))
+    monkeypatch.setenv("MLDEBT_CACHE_DIR", "off")
+    frozen: dict[str, int] = {}
+
+    def runner(name: str):
+        async def run(core, args):
+            frozen[name] = gc.get_freeze_count()
+            gc.unfreeze()  # the rest of the test session collects as before
+            return 0
+        return run
+
+    frontends = cli.Frontends(console=runner("console"), servers=runner("servers"), extra={})
+    gc.unfreeze()
+    assert cli.main(["--env-file", "/dev/null", "run"], frontends) == 0  # no platform configured: the terminal
+    monkeypatch.setenv("DISCORD_TOKEN", DISCORD_TOKEN)
+    assert cli.main(["--env-file", "/dev/null", "run"], frontends) == 0
+    assert frozen["console"] == 0 and frozen["servers"] > 10_000  # the bank alone is thousands of objects
 
 
 def test_a_missing_env_file_is_an_error(tmp_path, capsys):
