@@ -130,6 +130,11 @@ class SlackQuiz:
         # the workspace (and enterprise) this app is installed in, from bolt's auth.test
         self.installed: tuple[str | None, str | None] | None = None
         self._maybe_paused = True  # until the first valid request has resumed a tenant paused earlier
+        # OAuth mode: workspaces whose install bolt's authorize found in this process (web.py acknowledges
+        # their requests first); an uninstall seen here drops its workspace. One uninstalled through another
+        # replica stays until this process restarts: its requests are then acknowledged and bolt, behind the
+        # ack, refuses them as it would have inline (Slack stops sending them with the uninstall anyway).
+        self.known_teams: set[str] = set()
         scheduler.deliver(PLATFORM, "timeout", self.send_timeout)
         scheduler.deliver(PLATFORM, "celebration", self.send_celebration)
         scheduler.register_daily(PLATFORM, self.daily)
@@ -155,8 +160,11 @@ class SlackQuiz:
         event = body.get("event") or {}
         if body.get("type") == "event_callback" and event.get("type") in LIFECYCLE_EVENTS:
             return await next()  # signed by Slack for this app: its team is the one that uninstalled
-        if self.installations is not None:
-            return await next()  # OAuth mode: bolt's authorize refused every workspace without an install
+        if self.installations is not None:  # OAuth mode: bolt's authorize refused every workspace without an install
+            result = req.context.authorize_result
+            if result is not None and result.team_id:
+                self.known_teams.add(result.team_id)  # its next requests are acknowledged before bolt runs
+            return await next()
         result = req.context.authorize_result
         if result is not None:
             self.installed = (result.team_id, result.enterprise_id)
@@ -182,6 +190,7 @@ class SlackQuiz:
         if event.get("type") == "tokens_revoked" and not ((event.get("tokens") or {}).get("bot")):
             return  # only user tokens were revoked; the bot's still works
         self._maybe_paused = True
+        self.known_teams.discard(team)
         if self.installations is not None:
             removed = await self.installations.delete(team)
             self.clients.forget(team)

@@ -88,7 +88,8 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
     the work queue behind it. The listeners dedupe by trigger_id/event_id in the database as before.
     What bolt must answer itself goes through it inline: url_verification (the challenge is the
     response's body) and any request while the workspace is not yet known or is another one (the
-    app's gate answers 403 there, with nothing written).
+    app's gate answers 403 there, with nothing written). In OAuth mode a workspace is known once bolt's
+    authorize has found its install in this process (its first request runs inline).
 
     /healthz answers 503 when `check` (the database's ping) fails or takes over 2 s, so a load
     balancer stops sending requests to a replica that cannot reach the database."""
@@ -101,13 +102,15 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
         """The cheap checks before an early ack: a payload the listeners handle, for this workspace."""
         if work is None or quiz is None or (body.get("command") is None and body.get("type") not in ACK_FIRST):
             return False
-        installed = quiz.installed  # learnt from bolt's auth.test by the first request, which runs inline
-        if installed is None:
-            return False
         try:
             team, enterprise = extract_team_id(body), extract_enterprise_id(body)
         except (AttributeError, TypeError, KeyError, IndexError):
             return False  # an odd shape: bolt answers it inline
+        if quiz.installations is not None:  # OAuth mode: a workspace whose install bolt found here before
+            return bool(team) and team in quiz.known_teams
+        installed = quiz.installed  # learnt from bolt's auth.test by the first request, which runs inline
+        if installed is None:
+            return False
         return not ((team and installed[0] and team != installed[0])
                     or (enterprise and installed[1] and enterprise != installed[1]))
 

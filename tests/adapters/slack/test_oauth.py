@@ -326,3 +326,51 @@ async def test_an_install_begun_on_one_replica_finishes_on_another_and_both_serv
     finally:
         await other_store.close()
     assert db.rows("SELECT COUNT(*) FROM sessions") == [(2,)]
+
+
+# -- acks first in OAuth mode --------------------------------------------------------------------------------
+
+async def test_a_workspace_whose_install_was_found_is_acknowledged_before_bolt_runs(browser, app, slack, fake, db):
+    """OAuth mode over the real HTTP server: a workspace's first request goes through bolt inline (its
+    authorize finds the install), later ones get their 200 first; an uninstall makes it inline again."""
+    for team in (A, B):
+        await browser.install(team, TOKENS[team])
+    order: list[str] = []
+    dispatch = app.async_dispatch
+
+    async def logged(req):  # type: ignore[no-untyped-def]
+        order.append("bolt")
+        return await dispatch(req)
+
+    app.async_dispatch = logged  # type: ignore[method-assign]
+    web_app = build_web_app(app)
+
+    async def on_prepare(_request, response) -> None:
+        order.append(f"ack {response.status}")
+
+    web_app.on_response_prepare.append(on_prepare)
+    runner, port = await serve_http(web_app, "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            slack.http, slack.events_url = http, f"http://127.0.0.1:{port}/slack/events"
+            alice, bob = slack.user("U0ALICE", "alice", "C0QUIZA", team=A), slack.user("U0BOB", "bob", "C0QUIZB", team=B)
+            await alice.command("help")
+            assert order == ["bolt", "ack 200"]  # not known yet in this process: bolt's authorize runs first
+            order.clear()
+            assert "*Mastery challenge* · 1/5" in texts(await alice.command("challenge"))
+            assert order == ["ack 200", "bolt"]
+            order.clear()
+            await bob.command("help")  # another workspace is known only once its own install was found
+            assert order == ["bolt", "ack 200"]
+
+            await slack.send(signed_event(SECRET, {"type": "app_uninstalled"}, team_id=A))
+            assert db.rows("SELECT team_id FROM installations") == [(B,)]
+            order.clear()
+            before = db.counts()
+            req, url = slack.user("U0CAROL", "carol", "C0QUIZA", team=A).command_request("challenge")
+            assert (await slack.send(req)).status == 200
+            assert order == ["bolt", "ack 200"]  # inline again: bolt refuses it with its notice
+            assert "no longer available" in fake.response_url_state(url).posts[0]["text"]
+            assert db.counts() == before
+    finally:
+        await runner.cleanup()
