@@ -73,10 +73,10 @@ class FilePoster:
         return None
 
 
-async def main(url: str, bank_dir: str, platform_file: str) -> None:
+async def main(url: str, bank_dir: str, platform_file: str, time_limit_scale: float = 0.01) -> None:
     store = PostgresStore(url, max_connections=4)
     await store.open()
-    bank = load_bank([bank_dir], time_limit_scale=0.01)  # every question times out after 1 s
+    bank = load_bank([bank_dir], time_limit_scale=time_limit_scale)  # 0.01: every question times out after 1 s
     engine = QuizEngine(store, bank, SystemClock())
     scheduler = Scheduler(engine, SystemClock(), idle_seconds=0.5)
     scheduler.outbox.lease_seconds = 2
@@ -117,4 +117,4 @@ async def main(url: str, bank_dir: str, platform_file: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], *map(float, sys.argv[4:5])))
