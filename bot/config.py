@@ -215,6 +215,9 @@ def _check_oauth(kwargs: dict[str, object]) -> None:
         if name.lower() not in kwargs:
             raise SettingsError(name, "required for installs in many workspaces (SLACK_CLIENT_ID and "
                                 "SLACK_CLIENT_SECRET, from Basic Information > App Credentials)")
+    if "slack_badge_usergroup_id" in kwargs:
+        raise SettingsError("SLACK_BADGE_USERGROUP_ID", "names a user group of one workspace: leave it empty when "
+                            "the app is installed in many workspaces")
     if "slack_app_token" in kwargs:
         raise SettingsError("SLACK_APP_TOKEN", "installs in many workspaces run in HTTP mode only (the install "
                             "pages and Slack's redirect need a public URL): unset SLACK_APP_TOKEN")

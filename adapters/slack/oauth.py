@@ -46,7 +46,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.cli import StartupFailed
 from bot.clock import Clock
 from bot.config import MAKE_KEY, Settings, token_keys
-from bot.platform_errors import Permanent
+from bot.platform_errors import Permanent, Transient
 from bot.store import Store, StoreBusy
 from bot.store.base import WriteConflict
 from bot.store.installations_sql import InstallationRow
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
 STATE_SECONDS = 600  # an install begun and not finished within this is refused (bolt's default too)
+SWEEP_SECONDS = 60  # expired OAuth states are deleted at most this often per process
+KEY_RETRY_SECONDS = 300  # a token this process cannot decrypt: try the delivery again after this
 TX_RUNS = 5  # a store call that keeps losing races with other transactions gives up after this many runs
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
@@ -268,15 +270,21 @@ class SqlOAuthStateStore(AsyncOAuthStateStore):
     def __init__(self, store: Store, clock: Clock, *, expiration_seconds: int = STATE_SECONDS) -> None:
         self._db = _Db(store, clock)
         self.expiration_seconds = expiration_seconds
+        self._swept_at = float("-inf")
 
     @property
     def logger(self) -> Logger:
         return log
 
     async def async_issue(self, *args: Any, **kwargs: Any) -> str:
+        """A new state row. Abandoned ones are swept at most once a minute per process: the install page is
+        public, and on PostgreSQL concurrent sweeps of the same rows would make the page's requests collide."""
         state = secrets.token_urlsafe(32)
         now = self._db.now()
-        await self._db.run(lambda tx: tx.issue_oauth_state(state, now + self.expiration_seconds, now))
+        sweep = now - self._swept_at >= SWEEP_SECONDS
+        await self._db.run(lambda tx: tx.issue_oauth_state(state, now + self.expiration_seconds, now, sweep=sweep))
+        if sweep:
+            self._swept_at = now
         return state
 
     async def async_consume(self, state: str) -> bool:
@@ -291,8 +299,6 @@ class SqlOAuthStateStore(AsyncOAuthStateStore):
 class WorkspaceClients(Protocol):
     async def client(self, tenant: str) -> AsyncWebClient:
         """A Web API client with the workspace's token; raises Permanent (scope tenant) if there is none."""
-    async def token(self, tenant: str) -> str | None:
-        """The workspace's bot token for a call on a shared client; None: the shared client's own token."""
     def forget(self, tenant: str) -> None:
         """The workspace uninstalled or reinstalled: drop what is kept of its token."""
 
@@ -305,9 +311,6 @@ class OneWorkspace:
 
     async def client(self, tenant: str) -> AsyncWebClient:
         return self._client
-
-    async def token(self, tenant: str) -> str | None:
-        return None
 
     def forget(self, tenant: str) -> None:
         """Nothing is kept per workspace."""
@@ -339,16 +342,19 @@ class InstalledWorkspaces:
         self._clients[tenant] = (row.bot_token, client)
         return client
 
-    async def token(self, tenant: str) -> str | None:
-        return (await self.client(tenant)).token
-
     def _decrypt(self, tenant: str, stored: str) -> str:
+        """A token this process's keys cannot read is a mistake of this replica's settings (typically a
+        key rotation half rolled out: another replica re-encrypted under a key this one lacks), not of
+        the workspace: the delivery is retried later and the workspace is not paused for every replica."""
         try:
             return self.installations.cipher.decrypt(stored)
         except InvalidToken:
-            raise Permanent("token_key", f"the token of workspace {tenant} cannot be decrypted with MLDEBT_TOKEN_KEY",
-                            "Keep the key the token was stored with in MLDEBT_TOKEN_KEY (after the new one), or "
-                            + REINSTALL_HERE[0].lower() + REINSTALL_HERE[1:], scope="tenant") from None
+            log.warning("Slack: MLDEBT_TOKEN_KEY of this process cannot decrypt the token of workspace %s; "
+                        "its deliveries wait (give every replica the same keys)", tenant)
+            raise Transient("token_key", f"the token of workspace {tenant} cannot be decrypted with this "
+                            "process's MLDEBT_TOKEN_KEY",
+                            "Give every replica the key the token was stored with in MLDEBT_TOKEN_KEY "
+                            "(see README: Rotating the key)", retry_after=KEY_RETRY_SECONDS) from None
 
     def forget(self, tenant: str) -> None:
         self._clients.pop(tenant, None)
@@ -375,7 +381,7 @@ async def _installed(args: AsyncSuccessArgs) -> BoltResponse:
 
 async def _refused(args: AsyncFailureArgs) -> BoltResponse:
     """bolt's failure page, and one log line with the reason (bolt logs it only at debug level)."""
-    log.warning("Slack: refused an install (%s)", args.reason)
+    log.warning("Slack: refused an install (%s)", repr(args.reason)[:80])  # the reason may come from the URL
     return await args.default.failure(args)
 
 

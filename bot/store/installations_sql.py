@@ -90,9 +90,10 @@ class InstallationsSql:
 
     # -- OAuth states: issued by one request, consumed once by another (maybe another process's) -----
 
-    async def issue_oauth_state(self, state: str, expires_at: float, now: float) -> None:
-        """Store a new state; states that expired unconsumed (abandoned installs) go at the same time."""
-        await self._run("DELETE FROM oauth_states WHERE expires_at <= ?", (now,))
+    async def issue_oauth_state(self, state: str, expires_at: float, now: float, *, sweep: bool = True) -> None:
+        """Store a new state; with `sweep`, states that expired unconsumed (abandoned installs) go too."""
+        if sweep:
+            await self._run("DELETE FROM oauth_states WHERE expires_at <= ?", (now,))
         await self._run("INSERT INTO oauth_states (state, expires_at) VALUES (?, ?)",
                         (state, expires_at))
 

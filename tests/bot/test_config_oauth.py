@@ -49,6 +49,8 @@ def test_oauth_mode_needs_no_bot_token_and_keeps_its_secrets_out_of_repr(tmp_pat
     ({"SLACK_SIGNING_SECRET": None}, "SLACK_SIGNING_SECRET: required for installs in many workspaces "
                                      "(SLACK_CLIENT_ID and SLACK_CLIENT_SECRET, from Basic Information > App "
                                      "Credentials)"),
+    ({"SLACK_BADGE_USERGROUP_ID": "S0MASTERY"}, "SLACK_BADGE_USERGROUP_ID: names a user group of one workspace: "
+                                                "leave it empty when the app is installed in many workspaces"),
     ({"SLACK_CLIENT_ID": "my-app"}, "SLACK_CLIENT_ID: must be the app's client id (digits.digits)"),
     ({"SLACK_REDIRECT_URI": "/slack/oauth_redirect"}, "SLACK_REDIRECT_URI: must be the full URL of "
                                                       "/slack/oauth_redirect, e.g. "

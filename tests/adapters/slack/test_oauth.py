@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import random
 import re
+import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -374,3 +375,25 @@ async def test_a_workspace_whose_install_was_found_is_acknowledged_before_bolt_r
             assert db.counts() == before
     finally:
         await runner.cleanup()
+
+
+async def test_a_replica_whose_key_cannot_read_a_token_retries_and_pauses_nothing(browser, fake, db, slack, app,
+                                                                                 clock, scheduler, store, settings):
+    """A rotation done out of order: another replica re-encrypted every token under a key this one lacks."""
+    await browser.install(A, TOKENS[A])
+    await slack.user("U0ADMA", "admin", "C0QUIZA", team=A).command(SET.format(c="C0DAILYA"))
+    new_key = Fernet.generate_key().decode()
+    async with store.transaction() as tx:  # what the other replica's start-up did: the token under the new key
+        row = await tx.installation_of_team("slack", A)
+    rotated = Fernet(new_key.encode()).encrypt(Fernet(settings.token_key.encode()).decrypt(row.bot_token.encode()))
+    with sqlite3.connect(db.path) as con:
+        con.execute("UPDATE installations SET bot_token = ?", (rotated.decode(),))
+    await scheduler.tick()
+    assert fake.calls_for("chat.postMessage") == []
+    assert db.rows("SELECT status, last_error FROM outbox WHERE kind = 'daily_post'") == [("pending", "token_key")]
+    assert db.rows("SELECT * FROM outbox_targets") == []  # the workspace is not paused for every replica
+    app.quiz.installations.cipher = type(app.quiz.installations.cipher)(f"{new_key},{settings.token_key}")
+    clock.advance(seconds=301)
+    await scheduler.tick()
+    [post] = fake.calls_for("chat.postMessage")
+    assert (post.args["channel"], post.token) == ("C0DAILYA", TOKENS[A])
