@@ -41,6 +41,8 @@ class SlackRuntime:
     port: int | None = None  # HTTP mode: the bound port
 
 
+DRAIN_SECONDS = 10  # at shutdown, how long acknowledged requests may take to be worked off
+
 # failures of apps.connections.open that a later try may not meet: no route, DNS, time-out
 TRANSIENT = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -115,6 +117,7 @@ async def slack_running(core: Core, *, client: AsyncWebClient | None = None,
             finally:
                 await runner.cleanup()
     finally:
+        await app.work.drain(DRAIN_SECONDS)  # new requests stopped above; finish what Slack had its 200 for
         await app.work.close()
 
 

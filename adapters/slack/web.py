@@ -36,6 +36,7 @@ from .inbound import shape_problem
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+SIGNATURE_HEADERS = ("x-slack-request-timestamp", "x-slack-signature")
 HEALTH_PATH = "/healthz"
 RATE_LIMIT_RETRIES = 2
 WEB_API_TIMEOUT = 5  # seconds per Web API call (slack_sdk's default is 30, tried twice on a dead connection)
@@ -114,10 +115,22 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
         return not ((team and installed[0] and team != installed[0])
                     or (enterprise and installed[1] and enterprise != installed[1]))
 
+    resigner = SignatureVerifier(app._signing_secret)
+
+    def resigned(text: str, headers: dict[str, str]) -> dict[str, str]:
+        """The headers of a request verified on arrival, signed again as of now: bolt checks the signature
+        again when the deferred dispatch runs, and a job that waited in the queue past Slack's 5-minute
+        window would otherwise be refused after its 200 and lost."""
+        fresh = {k: v for k, v in headers.items() if k.lower() not in SIGNATURE_HEADERS}
+        timestamp = str(int(resigner.clock.now()))
+        fresh["X-Slack-Request-Timestamp"] = timestamp
+        fresh["X-Slack-Signature"] = resigner.generate_signature(timestamp=timestamp, body=text) or ""
+        return fresh
+
     def later(text: str, query: str, headers: dict[str, str]) -> Callable[[], Awaitable[None]]:
         async def dispatch() -> None:
             try:
-                bolt_request = AsyncBoltRequest(body=text, query=query, headers=headers)
+                bolt_request = AsyncBoltRequest(body=text, query=query, headers=resigned(text, headers))
             except Exception as exc:  # bolt reads ids out of the payload at once; an odd shape fails there
                 log.warning("ignored a signed Slack request of an unexpected shape (%s)", type(exc).__name__)
                 return
@@ -129,11 +142,16 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         if work is None:
-            return await _events(request)
-        with work.acking():  # the work queue waits until this request is acknowledged
-            return await _events(request)
+            answer = await _events(request)
+        else:
+            with work.acking():  # the work queue waits while this request is being acknowledged
+                answer = await _events(request)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        return await answer()  # bolt inline: not an ack in flight, so queued work goes on meanwhile
 
-    async def _events(request: web.Request) -> web.StreamResponse:
+    async def _events(request: web.Request) -> web.StreamResponse | Callable[[], Awaitable[web.StreamResponse]]:
+        """The checks before an ack: a response, or bolt's inline dispatch still to run."""
         raw = await request.read()
         if not verifier.is_valid_request(raw, request.headers):
             log.warning("refused an unsigned or badly signed request (%d bytes)", len(raw))
@@ -161,7 +179,10 @@ def build_web_app(app: AsyncApp, *, health: dict[str, Any] | None = None,
         except Exception as exc:  # bolt reads ids out of the payload at once; an odd shape fails there
             log.warning("ignored a signed Slack request of an unexpected shape (%s)", type(exc).__name__)
             return web.Response(status=200, text="")
-        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+        async def inline() -> web.StreamResponse:
+            return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+        return inline
 
     async def healthz(_request: web.Request) -> web.Response:
         if check is None:

@@ -159,6 +159,21 @@ class WorkQueue(AsyncioLazyListenerRunner):
         if self._notices:
             await asyncio.gather(*self._notices, return_exceptions=True)
 
+    async def drain(self, seconds: float) -> int:
+        """Shutdown: let queued and running jobs finish (Slack had its 200 for each and will not resend
+        them), for at most `seconds`; returns how many were left unfinished, after one log line."""
+        if self._busy == 0:
+            return 0
+        waiting = asyncio.ensure_future(self.idle())
+        try:
+            await asyncio.wait({waiting}, timeout=seconds)
+        finally:
+            waiting.cancel()
+        if self._busy:
+            log.warning("stopping with %d acknowledged Slack requests not worked off (waited %.0f s)",
+                        self._busy, seconds)
+        return self._busy
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()

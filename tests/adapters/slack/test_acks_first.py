@@ -14,6 +14,7 @@ import logging
 
 import aiohttp
 import pytest
+from slack_sdk.signature import Clock
 
 from adapters.slack.app import BUSY, build_app
 from adapters.slack.web import build_web_app, serve_http
@@ -23,7 +24,7 @@ from bot.engine import QuizEngine
 from .fake_slack import RESPONSE_URL
 from .slack_requests import JSON, sign, signed_slash_command
 from .tracker import BackgroundTracker
-from .workspace import SECRET, Workspace, question_id
+from .workspace import SECRET, Workspace, question_id, texts
 
 
 class GatedEngine(QuizEngine):
@@ -183,3 +184,76 @@ async def test_after_http_acks_jobs_start_one_per_loop_turn(http_mode):
         assert marks == ["first", "turn after first", "second", "turn after second"]
     else:
         assert marks == ["first", "second", "turn after first", "turn after second"]
+
+
+async def test_a_job_that_waited_past_the_signature_window_still_runs(served, fake, db, monkeypatch):
+    """Verified on arrival, acknowledged, then queued for longer than Slack's 5 minutes: bolt's own check at
+    dispatch sees a request signed again as of then, so the work is not refused after its 200."""
+    await served.user().command("help")
+    work = served.app.work
+    await work.close()
+    work.workers = 1  # one worker, held by AMY's job
+    served.engine.gate.clear()
+    amy, _ = served.user("U0AMY", "amy").command_request("challenge")
+    ben, ben_url = served.user("U0BEN", "ben").command_request("challenge")
+    for req in (amy, ben):
+        async with served.http.post(served.events_url, data=req.body.encode(), headers=req.headers) as r:
+            assert (r.status, await r.text()) == (200, "")
+        await served.engine.entered.wait()
+    real_now = Clock.now
+    monkeypatch.setattr(Clock, "now", lambda self: real_now(self) + 400)  # BEN's job starts 400 s later
+    served.engine.gate.set()
+    await served.tracker.idle()
+    players = db.rows("SELECT p.user_id FROM sessions s JOIN players p ON p.id = s.player_id ORDER BY s.rowid")
+    assert players == [("U0AMY",), ("U0BEN",)]
+    assert "*Mastery challenge* · 1/5" in texts(fake.response_url_state(ben_url).posts[0])
+
+
+async def test_shutdown_works_off_what_was_acknowledged(served, fake, db):
+    await served.user().command("help")
+    served.engine.gate.clear()
+    for user in ("U0AMY", "U0BEN", "U0CAT"):
+        req, _ = served.user(user, user.lower()).command_request("challenge")
+        async with served.http.post(served.events_url, data=req.body.encode(), headers=req.headers) as r:
+            assert r.status == 200
+    await served.engine.entered.wait()
+    assert db.count("sessions") == 0
+    drain = asyncio.create_task(served.app.work.drain(10))
+    served.engine.gate.set()
+    assert await drain == 0
+    assert db.count("sessions") == 3
+
+
+async def test_shutdown_gives_up_after_its_wait_and_says_how_many_were_left(caplog):
+    work = WorkQueue(logging.getLogger("test"), workers=1)
+    held = asyncio.Event()
+    work.defer(held.wait, lambda: pytest.fail("nothing is refused"))
+    work.defer(held.wait, lambda: pytest.fail("nothing is refused"))
+    assert await work.drain(0.01) == 2
+    assert "stopping with 2 acknowledged Slack requests not worked off" in caplog.text
+    await work.close()
+
+
+async def test_a_request_bolt_answers_inline_does_not_hold_back_queued_work(served, fake, db):
+    """Another workspace's request goes through bolt before its answer; queued jobs run meanwhile."""
+    await served.user().command("help")
+    order = served.order
+    slow, inside = asyncio.Event(), asyncio.Event()
+    dispatch = served.app.async_dispatch
+
+    async def slow_for_foreigners(req):  # type: ignore[no-untyped-def]
+        if "T0OTHER" in req.raw_body:
+            inside.set()
+            await slow.wait()
+        return await dispatch(req)
+
+    served.app.async_dispatch = slow_for_foreigners  # type: ignore[method-assign]
+    foreign = signed_slash_command(SECRET, text="challenge", user_id="U0FOREIGN", team_id="T0OTHER",
+                                   response_url=fake.new_response_url())
+    pending = asyncio.create_task(served.send(foreign))
+    await inside.wait()
+    order.clear()
+    message = await served.user("U0AMY", "amy").command("challenge")  # acked and worked off meanwhile
+    assert "*Mastery challenge* · 1/5" in texts(message) and not pending.done()
+    slow.set()
+    assert (await pending).status == 403
