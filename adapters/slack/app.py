@@ -139,7 +139,7 @@ class SlackQuiz:
         scheduler.deliver(PLATFORM, "celebration", self.send_celebration)
         scheduler.register_daily(PLATFORM, self.daily)
         if settings.slack_badge_usergroup_id:
-            self.grants = UserGroupGrants(self.clients, settings.slack_badge_usergroup_id)
+            self.grants = UserGroupGrants(self.clients, settings.slack_badge_usergroup_id, engine.store)
             engine.grant_platforms.add(PLATFORM)
             scheduler.deliver(PLATFORM, "grant", self.grants.send)
         engine.channel_probes[PLATFORM] = self.probe

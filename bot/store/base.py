@@ -6,6 +6,7 @@ tests/bot/test_store_contract.py. All times are UTC epoch seconds (floats).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -403,6 +404,13 @@ class Store(ABC):
         a store may read it early, together with other waiting callers' (nothing happens by default).
         The transaction's answer_context still returns what a read in the transaction would."""
         return None
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[object]:
+        """Hold `name` exclusively while a read-modify-write of something outside the database runs (a
+        Slack user group's member list, which the platform only replaces whole). This default holds it
+        within the process; a store that several processes share (PostgreSQL) holds it across them."""
+        locks: dict[str, asyncio.Lock] = self.__dict__.setdefault("_exclusive", {})
+        return locks.setdefault(name, asyncio.Lock())
 
     async def ping(self) -> None:
         """Raise if the database cannot run a transaction now (for health checks)."""

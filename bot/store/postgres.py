@@ -753,6 +753,27 @@ class PostgresStore(Store):
         self._folding = asyncio.ensure_future(run())
 
     @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Across every process on the database: a session advisory lock on the name's hash, held on a
+        connection of its own (PostgreSQL drops it if the process dies)."""
+        async with super().exclusive(name):  # one waiting connection per name and process at most
+            pool = self._pool
+            if pool is None:
+                raise StoreUnavailable("the store is not open")
+            try:
+                conn = await pool.acquire()
+            except _UNREACHABLE as exc:
+                raise StoreBusy(f"database unreachable: {exc}") from exc
+            try:
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
+                try:
+                    yield
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+            finally:
+                await pool.release(conn)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         pool = self._pool  # the pool this transaction returns its connection to, even if closing
         if pool is None:
