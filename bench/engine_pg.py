@@ -166,7 +166,8 @@ def count_calls() -> Counter[str]:
         real = getattr(asyncpg.Connection, name)
 
         async def counted(self, query, *args, _real=real, **kwargs):
-            counts[query.split(None, 1)[0].upper() if isinstance(query, str) and query.split() else "?"] += 1
+            words = query.split(None, 1) if isinstance(query, str) else []
+            counts[words[0].rstrip(";").upper() if words else "?"] += 1  # asyncpg's own ends "BEGIN;"
             return await _real(self, query, *args, **kwargs)
 
         setattr(asyncpg.Connection, name, counted)
@@ -252,8 +253,9 @@ async def open_loop(url: str, bank, rate: float, duration: float, players: int, 
             "latencies": latencies}
 
 
-def worker(url: str, players: int, offset: int, seed: int, rate: float, duration: float) -> None:
-    """One bot process (rate 0: the closed loop); prints its figures and latencies as one JSON line."""
+def worker(url: str, players: int, offset: int, seed: int, rate: float, duration: float, out: str) -> None:
+    """One bot process (rate 0: the closed loop); writes its figures and latencies to `out` as JSON
+    (a file, not stdout: under py-spy a worker's large write to its pipe arrived cut at 64 KiB)."""
     counts = count_calls()
     with tempfile.TemporaryDirectory() as tmp:
         bank, _ = bench_bank(Path(tmp))
@@ -261,14 +263,16 @@ def worker(url: str, players: int, offset: int, seed: int, rate: float, duration
             result = asyncio.run(open_loop(url, bank, rate, duration, players, offset, seed, counts))
         else:
             result = asyncio.run(closed_loop(url, bank, players, offset, seed, counts))
-    print(json.dumps(result), flush=True)
+    Path(out).write_text(json.dumps(result))
 
 
 def run_processes(url: str, players: int, processes: int, seed: int, rate: float = 0.0,
                   duration: float = 0.0) -> dict:
     per = players // processes
+    folder = Path(tempfile.mkdtemp(prefix="mldebt-bench-engine-pg-"))
+    outs = [folder / f"worker-{i}.json" for i in range(processes)]
     procs = [subprocess.Popen([sys.executable, "-m", "bench.engine_pg", "worker", url, str(per), str(i * per),
-                               str(seed + i), str(rate / processes), str(duration)],
+                               str(seed + i), str(rate / processes), str(duration), str(outs[i])],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for i in range(processes)]
     for proc in procs:  # every process has started its players: let them all answer at once
@@ -278,12 +282,13 @@ def run_processes(url: str, players: int, processes: int, seed: int, rate: float
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    results = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=600)
-        if proc.returncode != 0:
+        proc.stdin.close()
+        if proc.wait(timeout=600) != 0:
             raise SystemExit(f"a bench process failed (exit {proc.returncode})")
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        proc.stdout.close()
+    results = [json.loads(out.read_text()) for out in outs]
+    shutil.rmtree(folder)
     after_ = asyncio.run(_stats(url))
     answers = sum(r["answers"] for r in results)
     latencies = [x for r in results for x in r["latencies"]]
@@ -396,5 +401,6 @@ def main(smoke: bool = False, runs: int = 3, processes: tuple[int, ...] = (1, 2,
     return 0
 
 
-if __name__ == "__main__" and len(sys.argv) == 8 and sys.argv[1] == "worker":
-    worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]))
+if __name__ == "__main__" and len(sys.argv) == 9 and sys.argv[1] == "worker":
+    worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]),
+           sys.argv[8])
