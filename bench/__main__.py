@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--open-loop", type=float, metavar="RATE",
                    help="engine only: Poisson arrivals at RATE answers/s, latency from the scheduled arrival")
     p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
-                   help="engine only: postgres runs bench/engine_pg.py (several processes on one database)")
+                   help="engine only: postgres runs bench/engine_pg.py (several processes on one database; "
+                        "with --open-loop, RATE is spread over the processes)")
     p.add_argument("--processes", default=None, metavar="N,N,...",
                    help="engine --store postgres: the process counts to run (default 1,2,4); fanout: N bot "
                         "processes on one PostgreSQL, one killed halfway (bench/fanout_pg.py)")
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return fanout_pg.main(smoke=args.smoke, runs=args.runs, processes=int(args.processes))
     if args.store == "postgres":
-        if args.name != "engine" or args.open_loop is not None:
-            p.error("--store postgres is an option of the engine benchmark's closed loop")
+        if args.name != "engine":
+            p.error("--store postgres is an option of the engine benchmark")
         try:
             processes = tuple(int(n) for n in (args.processes or "1,2,4").split(","))
         except ValueError:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--processes takes process counts like 1,2,4")
         from bench import engine_pg
 
-        return engine_pg.main(smoke=args.smoke, runs=args.runs, processes=processes)
+        return engine_pg.main(smoke=args.smoke, runs=args.runs, processes=processes, open_loop_rate=args.open_loop)
     module = importlib.import_module(f"bench.{args.name.replace('-', '_')}")
     extra = {"open_loop": args.open_loop} if args.open_loop is not None else {}
     return module.main(smoke=args.smoke, runs=args.runs, **extra)

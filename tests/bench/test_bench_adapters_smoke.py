@@ -48,3 +48,27 @@ def test_fanout_with_three_processes_on_one_postgresql_and_a_kill(postgres_serve
     killed = run["killed"]
     assert (killed["lost"], killed["duplicated"], killed["db_mismatched"]) == (0, 0, 0), killed
     assert killed["db_rows"] == killed["outbox_sent"] == killed["channels"]
+
+
+@pytest.mark.parametrize(("processes", "offered"), [(1, None), (2, 200)])
+def test_engine_on_postgresql(postgres_server, monkeypatch, processes, offered) -> None:
+    """`bench engine --store postgres --smoke`: one process in the closed loop, then two at an offered
+    load, on the session's server; each answer's round trips are counted."""
+    monkeypatch.setenv("MLDEBT_BENCH_POSTGRES_URL", postgres_server.url)
+    name = "engine_postgres" if offered is None else "engine_postgres-open-loop"
+    out = RESULTS / f"{name}.smoke.json"
+    out.unlink(missing_ok=True)
+    extra = [] if offered is None else ["--open-loop", str(offered)]
+    assert main(["engine", "--store", "postgres", "--processes", str(processes), "--smoke", *extra]) == 0
+    data = json.loads(out.read_text())
+    assert (data["benchmark"], data["smoke"], data["offered_per_s"]) == (name, True, offered)
+    [run] = data["postgres"][str(processes)]
+    assert run["processes"] == processes and run["rollbacks_per_answer"] >= 0
+    if offered is None:  # 20 players, each answering its challenge to the end
+        assert run["answers"] >= 20 * 5
+    else:  # about 200 Poisson arrivals in the one-second run, some of them finding no idle player
+        assert 120 <= run["answers"] + run["no_idle_player"] <= 280 and run["answers"] >= 60
+    # an answer is one transaction: BEGIN and COMMIT, and at least its read and its write between them
+    assert run["control_trips_per_answer"] >= 2 and run["round_trips_per_answer"] >= 4
+    assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+    assert len(data["sqlite"]) == 1 and len(data["pgbench_tps"]) == 1
