@@ -45,7 +45,7 @@ from .store import Store, Tx
 from .store.base import WriteConflict
 from .store.outbox import TENANT, OutboxEntry, ShardFilter, TargetState
 
-__all__ = ["OutboxEntry", "OutboxWorker", "Sender", "KindSender", "ShardFilter", "TargetState", "dumps", "loads",
+__all__ = ["OutboxEntry", "OutboxWorker", "Sender", "KindSender", "ShardFilter", "TargetState", "dumps", "loads", "decode",
            "PAUSE_AFTER", "KINDS"]
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,15 @@ def _reply_class(kind: str) -> type:
     return cls
 
 
+_PLAIN = frozenset((str, int, float, bool, type(None)))  # JSON's own scalars: encoded and decoded as they are
+
+
 def _encode(value: Any) -> Any:
+    if type(value) in _PLAIN:  # most values of a reply: checked first, as the daily posts come in thousands
+        return value
     names = _field_names(type(value))
     if names is not None:
-        fields = {name: _encode(getattr(value, name)) for name in names}
+        fields = {name: v if type(v := getattr(value, name)) in _PLAIN else _encode(v) for name in names}
         return {"__type__": type(value).__name__, **fields}
     if isinstance(value, datetime):
         return {"__datetime__": value.isoformat()}
@@ -91,26 +96,33 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode(value: Any) -> Any:
+    """Replies and datetimes back from `json.loads` of a payload (`loads` without the parse)."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, list):
-        return tuple(_decode(v) for v in value)  # every sequence in a reply is a tuple
+        return tuple(decode(v) for v in value)  # every sequence in a reply is a tuple
     if isinstance(value, dict):
         if "__datetime__" in value:
             return datetime.fromisoformat(value["__datetime__"])
         kind = value.get("__type__")
         if kind is not None:
-            return _reply_class(kind)(**{k: _decode(v) for k, v in value.items() if k != "__type__"})
-        return {k: _decode(v) for k, v in value.items()}
+            return _reply_class(kind)(**{k: v if type(v) in _PLAIN else decode(v) for k, v in value.items()
+                                         if k != "__type__"})
+        return {k: v if type(v) in _PLAIN else decode(v) for k, v in value.items()}
     return value
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps would build one per call
 
 
 def dumps(value: Any) -> str:
     """JSON of `value`; reply dataclasses and datetimes inside it survive `loads`."""
-    return json.dumps(_encode(value), separators=(",", ":"), ensure_ascii=False)
+    return _JSON.encode(_encode(value))
 
 
 def loads(payload: str) -> Any:
-    return _decode(json.loads(payload))
+    return decode(json.loads(payload))
 
 
 # -- senders -------------------------------------------------------------------------------------

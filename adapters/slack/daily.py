@@ -31,13 +31,17 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
 import aiohttp
+from multidict import istr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from yarl import URL
 
 from bot.platform_errors import Permanent
 from bot.replies import DailyPost, DailyReveal
@@ -62,6 +66,23 @@ _POST_SLOT, _CHANNEL_SLOT, _CHOICE_SLOT = "MLDEBTSLOTPOSTID", "MLDEBTSLOTCHANNEL
 _SLOTS = re.compile(f"({_POST_SLOT}|{_CHANNEL_SLOT}|{_CHOICE_SLOT}[A-Z])")
 _CHOICES_SPLICED = 2000  # characters of escaped choice texts up to which splicing cannot meet a block's limit
 ClientFor = Callable[[str], Awaitable[AsyncWebClient]]
+# aiohttp's default headers the Web API does not need (User-Agent and Accept are optional; without
+# Accept-Encoding the answer is not compressed, so it needs no inflating)
+_SKIP_HEADERS = frozenset(map(istr, ("User-Agent", "Accept", "Accept-Encoding")))
+# the start of chat.postMessage's success answer, in Slack's order ({"ok":true,"channel":...,"ts":...,
+# "message":{...}}): read without parsing the echoed message; any other shape is parsed in full
+_POSTED = re.compile(rb'\{\s*"ok"\s*:\s*true\s*,\s*"channel"\s*:\s*"([A-Za-z0-9]+)"\s*,\s*"ts"\s*:\s*"([0-9.]+)"')
+
+
+@lru_cache(maxsize=TEMPLATES)
+def _choice_text(text: str) -> str:
+    """A choice's text as spliced into a serialised body: escaped for mrkdwn, then for a JSON string."""
+    return encode_basestring(esc(text))[1:-1]
+
+
+def _json_text(text: str) -> str:
+    """`text` as the inside of a JSON string (json.dumps(..., ensure_ascii=False) builds an encoder per call)."""
+    return encode_basestring(text)[1:-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +124,8 @@ class SlackDailyPoster:
         self._own_sessions = client.session is None  # a session given with the client is its owner's
         self._session: aiohttp.ClientSession | None = None  # the batch's, for the lean path
         self._templates: OrderedDict[tuple, list[str]] = OrderedDict()
-        self._headers: dict[str, dict[str, str]] = {}  # per token
+        # (token, base URL, method) -> the request's URL and headers
+        self._fixed: dict[tuple[str | None, str, str], tuple[URL, dict[str, str]]] = {}
 
     async def client_of(self, team: str) -> AsyncWebClient:
         if self._client_for is None:
@@ -140,8 +162,8 @@ class SlackDailyPoster:
         """chat.postMessage's JSON body. The post's content is serialised once per question, date and
         window, with stand-ins for what differs between channels (the post id, the channel, the
         choice order), which are spliced in: JSON-escaped, and the choices escaped as the renderer does."""
-        choices = {f"{_CHOICE_SLOT}{ch.letter}": esc(ch.text) for ch in post.choices}
-        if sum(map(len, choices.values())) > min(_CHOICES_SPLICED, SECTION_LIMIT):
+        choices = {f"{_CHOICE_SLOT}{ch.letter}": ch.text for ch in post.choices}
+        if sum(map(len, map(esc, choices.values()))) > min(_CHOICES_SPLICED, SECTION_LIMIT):
             return self._serialise(self._message(post))  # long enough that a block's limit could cut it
         key = (post.question_id, post.local_date, post.closes_at, post.topic, post.difficulty, post.prompt,
                post.code, tuple(ch.letter for ch in post.choices))
@@ -154,9 +176,10 @@ class SlackDailyPoster:
             self._templates[key] = parts
             if len(self._templates) > TEMPLATES:
                 self._templates.popitem(last=False)
-        spliced = {_POST_SLOT: post.post_id, _CHANNEL_SLOT: post.channel, **choices}
-        return "".join(json.dumps(spliced[p], ensure_ascii=False)[1:-1] if p in spliced else p
-                       for p in parts).encode()
+        spliced = {slot: _choice_text(text) for slot, text in choices.items()}
+        spliced[_POST_SLOT], spliced[_CHANNEL_SLOT] = _json_text(post.post_id), _json_text(post.channel)
+        # the slots are the odd parts (re.split with one capturing group)
+        return "".join([spliced[p] if i & 1 else p for i, p in enumerate(parts)]).encode()
 
     def _message(self, post: DailyPost) -> dict[str, Any]:
         return {"channel": post.channel, **self.render.daily_post(post),
@@ -168,12 +191,17 @@ class SlackDailyPoster:
 
     async def _send(self, session: aiohttp.ClientSession, client: AsyncWebClient, method: str,
                     body: bytes) -> LeanResponse:
-        headers = self._headers.get(client.token or "")
-        if headers is None:
-            headers = self._headers[client.token or ""] = {
-                "Authorization": f"Bearer {client.token}", "Content-Type": "application/json;charset=utf-8"}
-        async with session.post(f"{client.base_url}{method}", data=body, headers=headers) as resp:
+        """One POST; its URL and headers are built once per token, base URL and method."""
+        fixed = self._fixed.get((client.token, client.base_url, method))
+        if fixed is None:
+            fixed = self._fixed[(client.token, client.base_url, method)] = (
+                URL(f"{client.base_url}{method}"),
+                {"Authorization": f"Bearer {client.token}", "Content-Type": "application/json;charset=utf-8"})
+        url, headers = fixed
+        async with session.post(url, data=body, headers=headers, skip_auto_headers=_SKIP_HEADERS) as resp:
             raw = await resp.read()
+            if resp.status == 200 and (m := _POSTED.match(raw)) is not None:
+                return LeanResponse(200, {"ok": True, "channel": m[1].decode(), "ts": m[2].decode()}, resp.headers)
             try:
                 data = json.loads(raw) if raw else None
             except ValueError:

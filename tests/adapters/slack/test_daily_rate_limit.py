@@ -90,6 +90,23 @@ async def test_the_lean_body_is_the_rendered_message_with_only_id_and_channel_sp
     assert len(poster._templates) == 1  # one serialisation for both: same question and window, any order
 
 
+async def test_a_post_answer_in_another_shape_is_read_in_full(app, fake):
+    """The answer's channel and ts are read from its start when Slack's order holds (ok, channel, ts);
+    an answer in any other order, or with the channel Slack normalised, is parsed in full."""
+    post_message = fake._m_chat_postMessage
+
+    def reordered(a: dict):
+        body, headers = post_message(a)
+        return {"message": body["message"], "ts": body["ts"], "channel": "C0MOVED", "ok": True}, headers
+
+    ref1 = await app.quiz.daily.post(daily_post("p1", "C0ONE"))
+    fake._m_chat_postMessage = reordered
+    ref2 = await app.quiz.daily.post(daily_post("p2", "C0TWO"))
+    one, two = fake.calls_for(POST)
+    assert ref1 == f"C0ONE:{one.response['ts']}"
+    assert ref2 == f"C0MOVED:{two.response['ts']}" and two.response["ts"] != one.response["ts"]
+
+
 @pytest.mark.parametrize(("status", "body", "ctype", "reason"), [
     (502, "<html><body>Bad Gateway</body></html>", "text/html", "http_502"),
     (503, "", "text/plain", "http_503"),
