@@ -17,7 +17,6 @@ channels can be due together; the platform client paces them, see bench/fanout.p
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from typing import Protocol
 
 from .clock import Clock
 from .engine import Delivery, QuizEngine
-from .outbox import CONCURRENCY, Find, KindSender, OutboxEntry, OutboxWorker, Send, loads
+from .outbox import CONCURRENCY, Find, KindSender, OutboxEntry, OutboxWorker, Send, decode, loads
 from .replies import DailyPost, DailyReveal
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,9 @@ def delivery_of(entry: OutboxEntry) -> Delivery:
 
 
 def daily_post_of(entry: OutboxEntry) -> DailyPost:
-    return dataclasses.replace(loads(entry.payload)["post"], reconcile=entry.reconcile)
+    """The entry's post, built once with its `reconcile` flag (from the entry's parsed payload, which the
+    settling hook reads again)."""
+    return decode({**entry.data["post"], "reconcile": entry.reconcile})
 
 
 class Scheduler:

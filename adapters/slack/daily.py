@@ -7,11 +7,14 @@ channels:history / groups:history scopes; without them `find` reports nothing an
 sent again). The reveal edits the post with chat.update. The bot must be in the channel.
 
 Sending fast (issue 11: 10,000 channels at 09:00, at the platform's rate): a post goes out through
-a lean path instead of slack_sdk's client (which cost about 80% of the bot's CPU per post): one
-aiohttp session for a batch of posts, the body serialised once per post content (a template keyed
-by the question, its choice order and date) with only the post id and the channel spliced in, and
-the answer classified by the same rules as every other Slack call (errors.py: HTML or empty
-bodies, 5xx, error codes). The token and base URL come from the tenant's client (`client_for`).
+a lean path instead of slack_sdk's client (which cost about 80% of the bot's CPU per post): a
+minimal HTTP/1.1 client (lean_http.py: aiohttp's request machinery was then the largest share
+left) with kept-alive connections for a batch of posts and a head built once per token, the body
+serialised once per post content (a template keyed by the question, its choice order and date)
+with only the post id and the channel spliced in, and the answer classified by the same rules as
+every other Slack call (errors.py: HTML or empty bodies, 5xx, error codes). The token, base URL
+and SSL context come from the tenant's client (`client_for`); its proxy, if any, is not used here
+(nor was it by the aiohttp session this path had before).
 
 Rate limits: calls are paced per workspace and method just under the configured rate, and a 429
 pauses only its route (adapters/slack/pacing.py) for Retry-After before the call is tried again;
@@ -31,6 +34,8 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
 import aiohttp
@@ -38,12 +43,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from yarl import URL
 
 from bot.platform_errors import Permanent
 from bot.replies import DailyPost, DailyReveal
 
 from .blocks import Renderer
 from .errors import classify
+from .lean_http import LeanHttp
 from .mrkdwn import SECTION_LIMIT, esc
 from .pacing import Pacer, Route, route_of
 
@@ -62,6 +69,20 @@ _POST_SLOT, _CHANNEL_SLOT, _CHOICE_SLOT = "MLDEBTSLOTPOSTID", "MLDEBTSLOTCHANNEL
 _SLOTS = re.compile(f"({_POST_SLOT}|{_CHANNEL_SLOT}|{_CHOICE_SLOT}[A-Z])")
 _CHOICES_SPLICED = 2000  # characters of escaped choice texts up to which splicing cannot meet a block's limit
 ClientFor = Callable[[str], Awaitable[AsyncWebClient]]
+# the start of chat.postMessage's success answer, in Slack's order ({"ok":true,"channel":...,"ts":...,
+# "message":{...}}): read without parsing the echoed message; any other shape is parsed in full
+_POSTED = re.compile(rb'\{\s*"ok"\s*:\s*true\s*,\s*"channel"\s*:\s*"([A-Za-z0-9]+)"\s*,\s*"ts"\s*:\s*"([0-9.]+)"')
+
+
+@lru_cache(maxsize=TEMPLATES)
+def _choice_text(text: str) -> str:
+    """A choice's text as spliced into a serialised body: escaped for mrkdwn, then for a JSON string."""
+    return encode_basestring(esc(text))[1:-1]
+
+
+def _json_text(text: str) -> str:
+    """`text` as the inside of a JSON string (json.dumps(..., ensure_ascii=False) builds an encoder per call)."""
+    return encode_basestring(text)[1:-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +122,11 @@ class SlackDailyPoster:
         self.pacer = pacer or Pacer()
         self._client_for = client_for
         self._own_sessions = client.session is None  # a session given with the client is its owner's
-        self._session: aiohttp.ClientSession | None = None  # the batch's, for the lean path
+        self._session: aiohttp.ClientSession | None = None  # the batch's, for slack_sdk's calls
+        self._http: LeanHttp | None = None  # the batch's connections, for the lean path
         self._templates: OrderedDict[tuple, list[str]] = OrderedDict()
-        self._headers: dict[str, dict[str, str]] = {}  # per token
+        # (token, base URL, method) -> the request's URL and head
+        self._fixed: dict[tuple[str | None, str, str], tuple[URL, bytes]] = {}
 
     async def client_of(self, team: str) -> AsyncWebClient:
         if self._client_for is None:
@@ -123,13 +146,14 @@ class SlackDailyPoster:
             return
         session = self.client.session if not self._own_sessions else \
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
-        self._session = session
+        self._session, self._http = session, LeanHttp(self.client.timeout)
         if self._own_sessions:
             self.client.session = session
         try:
             yield
         finally:
-            self._session = None
+            self._http.close()
+            self._session = self._http = None
             if self._own_sessions:
                 self.client.session = None
                 await session.close()
@@ -140,8 +164,8 @@ class SlackDailyPoster:
         """chat.postMessage's JSON body. The post's content is serialised once per question, date and
         window, with stand-ins for what differs between channels (the post id, the channel, the
         choice order), which are spliced in: JSON-escaped, and the choices escaped as the renderer does."""
-        choices = {f"{_CHOICE_SLOT}{ch.letter}": esc(ch.text) for ch in post.choices}
-        if sum(map(len, choices.values())) > min(_CHOICES_SPLICED, SECTION_LIMIT):
+        choices = {f"{_CHOICE_SLOT}{ch.letter}": ch.text for ch in post.choices}
+        if sum(map(len, map(esc, choices.values()))) > min(_CHOICES_SPLICED, SECTION_LIMIT):
             return self._serialise(self._message(post))  # long enough that a block's limit could cut it
         key = (post.question_id, post.local_date, post.closes_at, post.topic, post.difficulty, post.prompt,
                post.code, tuple(ch.letter for ch in post.choices))
@@ -154,9 +178,10 @@ class SlackDailyPoster:
             self._templates[key] = parts
             if len(self._templates) > TEMPLATES:
                 self._templates.popitem(last=False)
-        spliced = {_POST_SLOT: post.post_id, _CHANNEL_SLOT: post.channel, **choices}
-        return "".join(json.dumps(spliced[p], ensure_ascii=False)[1:-1] if p in spliced else p
-                       for p in parts).encode()
+        spliced = {slot: _choice_text(text) for slot, text in choices.items()}
+        spliced[_POST_SLOT], spliced[_CHANNEL_SLOT] = _json_text(post.post_id), _json_text(post.channel)
+        # the slots are the odd parts (re.split with one capturing group)
+        return "".join([spliced[p] if i & 1 else p for i, p in enumerate(parts)]).encode()
 
     def _message(self, post: DailyPost) -> dict[str, Any]:
         return {"channel": post.channel, **self.render.daily_post(post),
@@ -166,19 +191,22 @@ class SlackDailyPoster:
     def _serialise(message: dict[str, Any]) -> bytes:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
 
-    async def _send(self, session: aiohttp.ClientSession, client: AsyncWebClient, method: str,
-                    body: bytes) -> LeanResponse:
-        headers = self._headers.get(client.token or "")
-        if headers is None:
-            headers = self._headers[client.token or ""] = {
-                "Authorization": f"Bearer {client.token}", "Content-Type": "application/json;charset=utf-8"}
-        async with session.post(f"{client.base_url}{method}", data=body, headers=headers) as resp:
-            raw = await resp.read()
-            try:
-                data = json.loads(raw) if raw else None
-            except ValueError:
-                data = None
-            return LeanResponse(resp.status, data if isinstance(data, dict) else None, resp.headers)
+    async def _send(self, http: LeanHttp, client: AsyncWebClient, method: str, body: bytes) -> LeanResponse:
+        """One POST; its URL and head are built once per token, base URL and method."""
+        fixed = self._fixed.get((client.token, client.base_url, method))
+        if fixed is None:
+            url = URL(f"{client.base_url}{method}")
+            fixed = self._fixed[(client.token, client.base_url, method)] = (url, LeanHttp.head(
+                url, f"Authorization: Bearer {client.token}", "Content-Type: application/json;charset=utf-8"))
+        url, head = fixed
+        status, headers, raw = await http.post(url, head, body, client.ssl)
+        if status == 200 and (m := _POSTED.match(raw)) is not None:
+            return LeanResponse(200, {"ok": True, "channel": m[1].decode(), "ts": m[2].decode()}, headers)
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = None
+        return LeanResponse(status, data if isinstance(data, dict) else None, headers)
 
     async def _lean_call(self, client: AsyncWebClient, method: str, body: bytes, *, route: Route, channel: str,
                          what: str) -> dict[str, Any]:
@@ -188,11 +216,14 @@ class SlackDailyPoster:
         while True:
             since_previous = await self.pacer.acquire(route)
             try:
-                if self._session is not None:
-                    resp = await self._send(self._session, client, method, body)
+                if self._http is not None:
+                    resp = await self._send(self._http, client, method, body)
                 else:
-                    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout)) as session:
-                        resp = await self._send(session, client, method, body)
+                    http = LeanHttp(client.timeout)
+                    try:
+                        resp = await self._send(http, client, method, body)
+                    finally:
+                        http.close()
             except Exception as exc:
                 raise classify(exc, channel=channel, what=what) from exc
             if resp.status_code == 429 and waited < RATE_LIMIT_WAITS:

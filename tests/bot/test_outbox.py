@@ -256,6 +256,31 @@ async def test_chunks_are_sent_while_the_next_is_claimed_and_two_workers_never_d
             await s.close()
 
 
+async def test_few_claimed_entries_wait_unsent(store, clock, fake):
+    """The next chunk is claimed only when the previous one is almost sent (a short queue between the
+    claims and the senders), so few claimed entries wait unsent: what a dead process leaves to be
+    looked up, and what another process sharing the work waits for at the end."""
+    clock.set(T0)
+    for n in range(60):
+        await enqueue(store, f"k{n:02d}", target=f"C{n}")
+    unsent_at_claim: list[int] = []
+    claimed: list[int] = []
+    worker = worker_for(store, clock, fake, chunk=10, concurrency=2)
+    claim = worker._claim
+
+    async def counted_claim(*args):
+        unsent_at_claim.append(sum(claimed) - len(fake.sent))
+        batch = await claim(*args)
+        claimed.append(len(batch))
+        return batch
+
+    worker._claim = counted_claim  # type: ignore[method-assign]
+    await worker.run_once()
+    assert sorted(fake.sent) == [f"k{n:02d}" for n in range(60)] and claimed == [10] * 6 + [0]
+    # at most the queue (2) and the two in flight; a queue as long as the chunk held all 10
+    assert unsent_at_claim[0] == 0 and max(unsent_at_claim[1:]) <= 4
+
+
 async def test_only_kinds_a_process_delivers_are_claimed(store, clock, fake):
     clock.set(T0)
     await enqueue(store, "g", kind="grant")

@@ -11,7 +11,9 @@ import aiohttp
 import pytest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 
+from adapters.slack import daily as daily_module
 from adapters.slack.daily import RATE_LIMIT_WAITS, SlackDailyPoster
+from adapters.slack.lean_http import LeanHttp
 from adapters.slack.pacing import SHARE, Pacer, route_of
 from adapters.slack.web import make_client
 from bot.platform_errors import Permanent, Transient
@@ -88,6 +90,23 @@ async def test_the_lean_body_is_the_rendered_message_with_only_id_and_channel_sp
         assert call.args == {"channel": post.channel, **app.quiz.render.daily_post(post),
                              "metadata": {"event_type": "mldebt_daily_post", "event_payload": {"post_id": post.post_id}}}
     assert len(poster._templates) == 1  # one serialisation for both: same question and window, any order
+
+
+async def test_a_post_answer_in_another_shape_is_read_in_full(app, fake):
+    """The answer's channel and ts are read from its start when Slack's order holds (ok, channel, ts);
+    an answer in any other order, or with the channel Slack normalised, is parsed in full."""
+    post_message = fake._m_chat_postMessage
+
+    def reordered(a: dict):
+        body, headers = post_message(a)
+        return {"message": body["message"], "ts": body["ts"], "channel": "C0MOVED", "ok": True}, headers
+
+    ref1 = await app.quiz.daily.post(daily_post("p1", "C0ONE"))
+    fake._m_chat_postMessage = reordered
+    ref2 = await app.quiz.daily.post(daily_post("p2", "C0TWO"))
+    one, two = fake.calls_for(POST)
+    assert ref1 == f"C0ONE:{one.response['ts']}"
+    assert ref2 == f"C0MOVED:{two.response['ts']}" and two.response["ts"] != one.response["ts"]
 
 
 @pytest.mark.parametrize(("status", "body", "ctype", "reason"), [
@@ -187,11 +206,20 @@ async def test_a_ticks_posts_share_one_http_session(slack, fake, app, scheduler,
         opened.append(real(*args, **kwargs))  # type: ignore[arg-type]
         return opened[-1]
 
+    pools: list[LeanHttp] = []
+
+    class CountedPool(LeanHttp):
+        def __init__(self, timeout: float) -> None:
+            super().__init__(timeout)
+            pools.append(self)
+
     monkeypatch.setattr(aiohttp, "ClientSession", counted)  # slack_sdk's own sessions are counted too
+    monkeypatch.setattr(daily_module, "LeanHttp", CountedPool)
     posts, _ = await scheduler.daily_tick()
     assert len(posts) == 6 and len(fake.calls_for(POST)) == 6
     assert len(opened) == 1 and opened[0].closed  # one session (and its connections) for all six
-    assert app.quiz.daily.client.session is None and app.quiz.daily._session is None
+    assert len(pools) == 1 and 1 <= pools[0].opened <= 6 and not pools[0]._idle  # the posts' connections, closed
+    assert app.quiz.daily.client.session is None and app.quiz.daily._session is None and app.quiz.daily._http is None
 
 
 # -- the pacer, on a fake clock --------------------------------------------------------------------
