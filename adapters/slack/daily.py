@@ -7,14 +7,11 @@ channels:history / groups:history scopes; without them `find` reports nothing an
 sent again). The reveal edits the post with chat.update. The bot must be in the channel.
 
 Sending fast (issue 11: 10,000 channels at 09:00, at the platform's rate): a post goes out through
-a lean path instead of slack_sdk's client (which cost about 80% of the bot's CPU per post): a
-minimal HTTP/1.1 client (lean_http.py: aiohttp's request machinery was then the largest share
-left) with kept-alive connections for a batch of posts and a head built once per token, the body
-serialised once per post content (a template keyed by the question, its choice order and date)
-with only the post id and the channel spliced in, and the answer classified by the same rules as
-every other Slack call (errors.py: HTML or empty bodies, 5xx, error codes). The token, base URL
-and SSL context come from the tenant's client (`client_for`); its proxy, if any, is not used here
-(nor was it by the aiohttp session this path had before).
+a lean path instead of slack_sdk's client (which cost about 80% of the bot's CPU per post): one
+aiohttp session for a batch of posts, the body serialised once per post content (a template keyed
+by the question, its choice order and date) with only the post id and the channel spliced in, and
+the answer classified by the same rules as every other Slack call (errors.py: HTML or empty
+bodies, 5xx, error codes). The token and base URL come from the tenant's client (`client_for`).
 
 Rate limits: calls are paced per workspace and method just under the configured rate, and a 429
 pauses only its route (adapters/slack/pacing.py) for Retry-After before the call is tried again;
@@ -39,6 +36,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 import aiohttp
+from multidict import istr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -50,7 +48,6 @@ from bot.replies import DailyPost, DailyReveal
 
 from .blocks import Renderer
 from .errors import classify
-from .lean_http import LeanHttp
 from .mrkdwn import SECTION_LIMIT, esc
 from .pacing import Pacer, Route, route_of
 
@@ -69,6 +66,9 @@ _POST_SLOT, _CHANNEL_SLOT, _CHOICE_SLOT = "MLDEBTSLOTPOSTID", "MLDEBTSLOTCHANNEL
 _SLOTS = re.compile(f"({_POST_SLOT}|{_CHANNEL_SLOT}|{_CHOICE_SLOT}[A-Z])")
 _CHOICES_SPLICED = 2000  # characters of escaped choice texts up to which splicing cannot meet a block's limit
 ClientFor = Callable[[str], Awaitable[AsyncWebClient]]
+# aiohttp's default headers the Web API does not need (User-Agent and Accept are optional; without
+# Accept-Encoding the answer is not compressed, so it needs no inflating)
+_SKIP_HEADERS = frozenset(map(istr, ("User-Agent", "Accept", "Accept-Encoding")))
 # the start of chat.postMessage's success answer, in Slack's order ({"ok":true,"channel":...,"ts":...,
 # "message":{...}}): read without parsing the echoed message; any other shape is parsed in full
 _POSTED = re.compile(rb'\{\s*"ok"\s*:\s*true\s*,\s*"channel"\s*:\s*"([A-Za-z0-9]+)"\s*,\s*"ts"\s*:\s*"([0-9.]+)"')
@@ -122,11 +122,10 @@ class SlackDailyPoster:
         self.pacer = pacer or Pacer()
         self._client_for = client_for
         self._own_sessions = client.session is None  # a session given with the client is its owner's
-        self._session: aiohttp.ClientSession | None = None  # the batch's, for slack_sdk's calls
-        self._http: LeanHttp | None = None  # the batch's connections, for the lean path
+        self._session: aiohttp.ClientSession | None = None  # the batch's, for the lean path
         self._templates: OrderedDict[tuple, list[str]] = OrderedDict()
-        # (token, base URL, method) -> the request's URL and head
-        self._fixed: dict[tuple[str | None, str, str], tuple[URL, bytes]] = {}
+        # (token, base URL, method) -> the request's URL and headers
+        self._fixed: dict[tuple[str | None, str, str], tuple[URL, dict[str, str]]] = {}
 
     async def client_of(self, team: str) -> AsyncWebClient:
         if self._client_for is None:
@@ -146,14 +145,13 @@ class SlackDailyPoster:
             return
         session = self.client.session if not self._own_sessions else \
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
-        self._session, self._http = session, LeanHttp(self.client.timeout)
+        self._session = session
         if self._own_sessions:
             self.client.session = session
         try:
             yield
         finally:
-            self._http.close()
-            self._session = self._http = None
+            self._session = None
             if self._own_sessions:
                 self.client.session = None
                 await session.close()
@@ -191,22 +189,24 @@ class SlackDailyPoster:
     def _serialise(message: dict[str, Any]) -> bytes:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
 
-    async def _send(self, http: LeanHttp, client: AsyncWebClient, method: str, body: bytes) -> LeanResponse:
-        """One POST; its URL and head are built once per token, base URL and method."""
+    async def _send(self, session: aiohttp.ClientSession, client: AsyncWebClient, method: str,
+                    body: bytes) -> LeanResponse:
+        """One POST; its URL and headers are built once per token, base URL and method."""
         fixed = self._fixed.get((client.token, client.base_url, method))
         if fixed is None:
-            url = URL(f"{client.base_url}{method}")
-            fixed = self._fixed[(client.token, client.base_url, method)] = (url, LeanHttp.head(
-                url, f"Authorization: Bearer {client.token}", "Content-Type: application/json;charset=utf-8"))
-        url, head = fixed
-        status, headers, raw = await http.post(url, head, body, client.ssl)
-        if status == 200 and (m := _POSTED.match(raw)) is not None:
-            return LeanResponse(200, {"ok": True, "channel": m[1].decode(), "ts": m[2].decode()}, headers)
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = None
-        return LeanResponse(status, data if isinstance(data, dict) else None, headers)
+            fixed = self._fixed[(client.token, client.base_url, method)] = (
+                URL(f"{client.base_url}{method}"),
+                {"Authorization": f"Bearer {client.token}", "Content-Type": "application/json;charset=utf-8"})
+        url, headers = fixed
+        async with session.post(url, data=body, headers=headers, skip_auto_headers=_SKIP_HEADERS) as resp:
+            raw = await resp.read()
+            if resp.status == 200 and (m := _POSTED.match(raw)) is not None:
+                return LeanResponse(200, {"ok": True, "channel": m[1].decode(), "ts": m[2].decode()}, resp.headers)
+            try:
+                data = json.loads(raw) if raw else None
+            except ValueError:
+                data = None
+            return LeanResponse(resp.status, data if isinstance(data, dict) else None, resp.headers)
 
     async def _lean_call(self, client: AsyncWebClient, method: str, body: bytes, *, route: Route, channel: str,
                          what: str) -> dict[str, Any]:
@@ -216,14 +216,11 @@ class SlackDailyPoster:
         while True:
             since_previous = await self.pacer.acquire(route)
             try:
-                if self._http is not None:
-                    resp = await self._send(self._http, client, method, body)
+                if self._session is not None:
+                    resp = await self._send(self._session, client, method, body)
                 else:
-                    http = LeanHttp(client.timeout)
-                    try:
-                        resp = await self._send(http, client, method, body)
-                    finally:
-                        http.close()
+                    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout)) as session:
+                        resp = await self._send(session, client, method, body)
             except Exception as exc:
                 raise classify(exc, channel=channel, what=what) from exc
             if resp.status_code == 429 and waited < RATE_LIMIT_WAITS:

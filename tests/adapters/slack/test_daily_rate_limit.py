@@ -11,9 +11,7 @@ import aiohttp
 import pytest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 
-from adapters.slack import daily as daily_module
 from adapters.slack.daily import RATE_LIMIT_WAITS, SlackDailyPoster
-from adapters.slack.lean_http import LeanHttp
 from adapters.slack.pacing import SHARE, Pacer, route_of
 from adapters.slack.web import make_client
 from bot.platform_errors import Permanent, Transient
@@ -206,20 +204,11 @@ async def test_a_ticks_posts_share_one_http_session(slack, fake, app, scheduler,
         opened.append(real(*args, **kwargs))  # type: ignore[arg-type]
         return opened[-1]
 
-    pools: list[LeanHttp] = []
-
-    class CountedPool(LeanHttp):
-        def __init__(self, timeout: float) -> None:
-            super().__init__(timeout)
-            pools.append(self)
-
     monkeypatch.setattr(aiohttp, "ClientSession", counted)  # slack_sdk's own sessions are counted too
-    monkeypatch.setattr(daily_module, "LeanHttp", CountedPool)
     posts, _ = await scheduler.daily_tick()
     assert len(posts) == 6 and len(fake.calls_for(POST)) == 6
     assert len(opened) == 1 and opened[0].closed  # one session (and its connections) for all six
-    assert len(pools) == 1 and 1 <= pools[0].opened <= 6 and not pools[0]._idle  # the posts' connections, closed
-    assert app.quiz.daily.client.session is None and app.quiz.daily._session is None and app.quiz.daily._http is None
+    assert app.quiz.daily.client.session is None and app.quiz.daily._session is None
 
 
 # -- the pacer, on a fake clock --------------------------------------------------------------------
