@@ -14,10 +14,11 @@ import logging
 import random
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import errors, outbox
@@ -108,6 +109,34 @@ def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
+class _EngineTx:
+    """A store transaction whose StoreBusy and WriteConflict, from its start, its body or its commit,
+    become errors.Busy: another process changed what this call read (only a store without a write
+    lock per transaction lets that happen) or held the lock too long; nothing was written, so the
+    player may simply retry (see retry.py). A class rather than an @asynccontextmanager generator:
+    every answer enters one."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: AbstractAsyncContextManager[Tx]) -> None:
+        self.inner = inner
+
+    async def __aenter__(self) -> Tx:
+        try:
+            return await self.inner.__aenter__()
+        except (StoreBusy, WriteConflict) as exc:
+            raise errors.Busy() from exc
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            suppressed = await self.inner.__aexit__(exc_type, exc, tb)
+        except (StoreBusy, WriteConflict) as error:
+            raise errors.Busy() from error
+        if not suppressed and isinstance(exc, (StoreBusy, WriteConflict)):
+            raise errors.Busy() from exc
+        return bool(suppressed)
+
+
 class QuizEngine(CommunityMixin):
     def __init__(self, store: Store, bank: Bank, clock: Clock, *, rng: random.Random | None = None,
                  timezone: str = "UTC") -> None:
@@ -150,26 +179,19 @@ class QuizEngine(CommunityMixin):
     # -----------------------------------------------------------------------------------------
     # plumbing
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Tx]:
+    def _tx(self) -> _EngineTx:
         """A store transaction; leaving it returns only after the commit that holds its writes."""
-        try:
-            async with self.store.transaction() as tx:
-                yield tx
-        except StoreBusy as exc:
-            raise errors.Busy() from exc
-        except WriteConflict as exc:
-            # another process changed what this call read (only a store without a write lock per
-            # transaction lets that happen); nothing was written, so the player may simply retry
-            raise errors.Busy() from exc
+        return _EngineTx(self.store.transaction())
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
 
     @staticmethod
     def _name(player: Player) -> str:
-        # a crafted payload can carry lone surrogates, which no database encoding accepts
-        return clean(player.display_name)
+        # a crafted payload can carry lone surrogates, which no database encoding accepts; a printable
+        # name has neither those nor control characters (every answer checks the name)
+        name = player.display_name
+        return name if name.isprintable() else clean(name)
 
     async def _player_id(self, tx: Tx, player: Player) -> int:
         name = self._name(player)

@@ -36,8 +36,7 @@ import logging
 import sqlite3
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1084,25 +1083,45 @@ class SqliteStore(Store):
             else:
                 tail.done.set_result(None)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        if self._db is None:
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+
+class _Transaction:
+    """`async with store.transaction() as tx`: take the turn, run the body, send its tail, and return
+    once the batch's COMMIT is done. A class rather than an @asynccontextmanager generator: this is
+    entered and left on every answer, and the generator's machinery cost more than the rest of it."""
+
+    __slots__ = ("store", "tx")
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def __aenter__(self) -> SqliteTx:
+        store = self.store
+        if store._db is None:
             raise StoreUnavailable("the store is not open")
-        await self._acquire()
-        if self._batch is None:
-            self._batch = _Batch()
-        batch = self._batch
+        await store._acquire()
+        if store._batch is None:
+            store._batch = _Batch()
+        batch = store._batch
         batch.size += 1
-        tx = SqliteTx(self, batch)
+        self.tx = SqliteTx(store, batch)
+        return self.tx
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        store, tx = self.store, self.tx
+        batch = tx._batch
         tail: _Tail | None = None
         try:
-            yield tx
-            tail = _Tail(tx, tx._writes, asyncio.get_running_loop().create_future())
-            batch.tails.append(tail)
-            batch.facts = batch.facts or tx.wrote_facts
+            if exc_type is None:
+                tail = _Tail(tx, tx._writes, store._pipe._loop.create_future())
+                batch.tails.append(tail)
+                batch.facts = batch.facts or tx.wrote_facts
         finally:
             # a transaction that raised rolls back to its savepoint, if it opened one
-            self._send(batch, tail or _Tail(tx, [], None))
-            self._end_turn(batch)
-        await tail.done
-        tx.committed()
+            store._send(batch, tail or _Tail(tx, [], None))
+            store._end_turn(batch)
+        if tail is not None:
+            await tail.done
+            tx.committed()
