@@ -486,7 +486,8 @@ class QuizEngine(CommunityMixin):
                 return await self._close_item(tx, session, item, "timeout", now, next_item=ctx.next_item)
             if attempt > mode.attempts:
                 raise errors.NoAttemptsLeft()
-            if item.attempts_used and shown in await self._tried(tx, item):  # a card shown again, clicked twice
+            if item.attempts_used and shown in (ctx.tried if ctx.tried is not None else await self._tried(tx, item)):
+                # a card shown again, clicked twice
                 raise errors.AlreadyTried(f"You already tried {shown} on this question; pick another letter.")
             correct = original == q.answer
             points = points_for(q.difficulty, correct=correct, attempt=attempt, hint_used=item.hint_used,

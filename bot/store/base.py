@@ -112,6 +112,9 @@ class AnswerContext:
     player: PlayerRow | None
     item: ItemRow | None
     next_item: ItemRow | None
+    # the letters (as shown, in no particular order) already tried on the current item, late answers
+    # not counted; None: not read with the rest (the engine then reads them if it needs them)
+    tried: tuple[str, ...] | None = None
 
 
 @dataclass

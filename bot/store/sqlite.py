@@ -115,7 +115,8 @@ READ_AHEAD = 8  # answer contexts per read-ahead call
 SWITCH_INTERVAL = 0.001  # seconds: see SqliteStore.open
 
 # One statement, always one row: the answer already stored under the event key, the session, its
-# owner, the current and the next item (each NULLs when absent). The one-row driving table makes
+# owner, the current and the next item (each NULLs when absent), and the letters already tried on
+# the current item (read only when it has attempts: a second attempt needs no trip of its own). The one-row driving table makes
 # every part a LEFT JOIN on a unique key, so a replayed answer is found even if its session is not.
 _CONTEXT_SQL = (
     "SELECT " + ", ".join(f"a.{c}" for c in _ANSWER_COLS.split(", ")) + ", "
@@ -123,7 +124,9 @@ _CONTEXT_SQL = (
     "s.finished_at, s.correct, s.points, p.id, p.platform, p.tenant, p.user_id, p.display_name, "
     + ", ".join(f"i.{c}" for c in _ITEM_COLS.split(", ")) + ", "
     + ", ".join(f"n.{c}" for c in _ITEM_COLS.split(", "))
-    + " FROM (SELECT ? AS event_key, ? AS session_id) k "
+    + ", CASE WHEN i.attempts_used > 0 THEN (SELECT group_concat(t.shown_choice, '') FROM answers t "
+    "WHERE t.session_id = i.session_id AND t.position = i.position AND t.outcome != 'late') END"
+    " FROM (SELECT ? AS event_key, ? AS session_id) k "
     "LEFT JOIN answers a ON a.event_key = k.event_key "
     "LEFT JOIN sessions s ON s.id = k.session_id LEFT JOIN players p ON p.id = s.player_id "
     "LEFT JOIN session_items i ON i.session_id = s.id AND i.position = s.position "
@@ -138,7 +141,7 @@ def _context(rows: list) -> AnswerContext:
         return AnswerContext(answer, None, None, None, None)
     i, n = r[28:38], r[38:48]
     return AnswerContext(answer, SessionRow(*r[11:23]), PlayerRow(*r[23:28]), _item(i) if i[0] is not None else None,
-                         _item(n) if n[0] is not None else None)
+                         _item(n) if n[0] is not None else None, tuple(r[48] or ""))
 
 
 def _facts(cols: str, where: str) -> str:
@@ -972,12 +975,17 @@ class SqliteStore(Store):
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self._pass_on()
-            else:
+            elif turn in self._waiters:  # _live_waiters may have dropped it already
                 self._waiters.remove(turn)
             raise
 
     def _live_waiters(self) -> bool:
-        return any(not turn.done() for turn in self._waiters)
+        """Somebody waits for the turn. Turns in the queue are done only if cancelled (a turn handed
+        on leaves the queue first), so those at its head are dropped: one look, not a scan."""
+        waiters = self._waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        return bool(waiters)
 
     def _pass_on(self) -> None:
         """A turn handed to a caller that was cancelled: pass it on, or commit the open batch."""
