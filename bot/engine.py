@@ -304,11 +304,12 @@ class QuizEngine(CommunityMixin):
     # closing a question and moving on
 
     async def _close_item(self, tx: Tx, session: SessionRow, item: ItemRow, outcome: str, now: float,
-                          points: int = 0, next_item: ItemRow | None = None) -> list[Reply]:
+                          points: int = 0, next_item: ItemRow | None = None,
+                          items: tuple[ItemRow, ...] | None = None) -> list[Reply]:
         """Close the current item and open the next one or finish the session: the one place where a
         question closes. `item` was read open in this transaction; the close is still guarded (a
-        WriteConflict if another transaction closed it first). `next_item`, if the caller already
-        read it, saves a read."""
+        WriteConflict if another transaction closed it first). `next_item` and `items` (all of the
+        session's, read with `item`), if the caller already read them, save a read each."""
         mode = MODES[session.mode]
         q = self.bank.question(item.question_id)
         item.status, item.points, item.closed_at = outcome, points, now
@@ -335,11 +336,14 @@ class QuizEngine(CommunityMixin):
             return replies
         session.status, session.finished_at = "finished", now
         await tx.update_session(session)
-        replies += await self._finish(tx, session)
+        if items is not None:  # as read, but with the item closed here
+            items = tuple(item if it.position == item.position else it for it in items)
+        replies += await self._finish(tx, session, items)
         return replies
 
-    async def _summary(self, tx: Tx, session: SessionRow) -> Summary:
-        items = await tx.get_items(session.id)
+    async def _summary(self, tx: Tx, session: SessionRow, items: tuple[ItemRow, ...] | None = None) -> Summary:
+        if items is None:
+            items = tuple(await tx.get_items(session.id))
         results = []
         by_topic: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_diff: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -364,8 +368,8 @@ class QuizEngine(CommunityMixin):
             if show_breakdown else (),
         )
 
-    async def _finish(self, tx: Tx, session: SessionRow) -> list[Reply]:
-        replies: list[Reply] = [await self._summary(tx, session)]
+    async def _finish(self, tx: Tx, session: SessionRow, items: tuple[ItemRow, ...] | None = None) -> list[Reply]:
+        replies: list[Reply] = [await self._summary(tx, session, items)]
         mode = MODES[session.mode]
         if mode is CHALLENGE and session.status == "finished":
             await self._record_activity(tx, session.player_id, self._now())
@@ -483,7 +487,8 @@ class QuizEngine(CommunityMixin):
                 await tx.record_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
                                                  original, shown, "late", 0, key, now))
                 item.attempts_used = attempt
-                return await self._close_item(tx, session, item, "timeout", now, next_item=ctx.next_item)
+                return await self._close_item(tx, session, item, "timeout", now, next_item=ctx.next_item,
+                                              items=ctx.items)
             if attempt > mode.attempts:
                 raise errors.NoAttemptsLeft()
             if item.attempts_used and shown in (ctx.tried if ctx.tried is not None else await self._tried(tx, item)):
@@ -500,7 +505,7 @@ class QuizEngine(CommunityMixin):
                 await tx.update_item(item)
                 return [feedback]
             return [feedback] + await self._close_item(tx, session, item, "correct" if correct else "wrong", now,
-                                                       points, ctx.next_item)
+                                                       points, ctx.next_item, ctx.items)
 
     async def _owned_context(self, tx: Tx, player: Player, ctx: AnswerContext) -> tuple[SessionRow, ItemRow | None]:
         """The session of an answer, checked against the caller with the owner read alongside it."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import sqlite3
 import sys
@@ -116,7 +117,8 @@ SWITCH_INTERVAL = 0.001  # seconds: see SqliteStore.open
 
 # One statement, always one row: the answer already stored under the event key, the session, its
 # owner, the current and the next item (each NULLs when absent), and the letters already tried on
-# the current item (read only when it has attempts: a second attempt needs no trip of its own). The one-row driving table makes
+# the current item (read only when it has attempts: a second attempt needs no trip of its own) and,
+# when the current item is the last, every item as JSON (the summary of a finishing answer). The one-row driving table makes
 # every part a LEFT JOIN on a unique key, so a replayed answer is found even if its session is not.
 _CONTEXT_SQL = (
     "SELECT " + ", ".join(f"a.{c}" for c in _ANSWER_COLS.split(", ")) + ", "
@@ -125,13 +127,29 @@ _CONTEXT_SQL = (
     + ", ".join(f"i.{c}" for c in _ITEM_COLS.split(", ")) + ", "
     + ", ".join(f"n.{c}" for c in _ITEM_COLS.split(", "))
     + ", CASE WHEN i.attempts_used > 0 THEN (SELECT group_concat(t.shown_choice, '') FROM answers t "
-    "WHERE t.session_id = i.session_id AND t.position = i.position AND t.outcome != 'late') END"
+    "WHERE t.session_id = i.session_id AND t.position = i.position AND t.outcome != 'late') END, "
+    "CASE WHEN s.position = s.total - 1 THEN (SELECT json_group_array(json_array("
+    # JSON would round the REAL times to 15 digits: they travel as exact text
+    + ", ".join(f"CASE WHEN e.{c} IS NOT NULL THEN printf('%!.17g', e.{c}) END" if c in ("deadline", "closed_at")
+                else f"e.{c}"
+                for c in _ITEM_COLS.split(", "))
+    + ")) FROM session_items e WHERE e.session_id = s.id) END"
     " FROM (SELECT ? AS event_key, ? AS session_id) k "
     "LEFT JOIN answers a ON a.event_key = k.event_key "
     "LEFT JOIN sessions s ON s.id = k.session_id LEFT JOIN players p ON p.id = s.player_id "
     "LEFT JOIN session_items i ON i.session_id = s.id AND i.position = s.position "
     "LEFT JOIN session_items n ON n.session_id = s.id AND n.position = s.position + 1"
 )
+
+
+def _json_items(text: str) -> tuple[ItemRow, ...]:
+    items = []
+    for e in json.loads(text):
+        for time in (5, 9):  # deadline, closed_at
+            if e[time] is not None:
+                e[time] = float(e[time])
+        items.append(_item(e))
+    return tuple(sorted(items, key=lambda item: item.position))
 
 
 def _context(rows: list) -> AnswerContext:
@@ -141,7 +159,8 @@ def _context(rows: list) -> AnswerContext:
         return AnswerContext(answer, None, None, None, None)
     i, n = r[28:38], r[38:48]
     return AnswerContext(answer, SessionRow(*r[11:23]), PlayerRow(*r[23:28]), _item(i) if i[0] is not None else None,
-                         _item(n) if n[0] is not None else None, tuple(r[48] or ""))
+                         _item(n) if n[0] is not None else None, tuple(r[48] or ""),
+                         _json_items(r[49]) if r[49] is not None else None)
 
 
 def _facts(cols: str, where: str) -> str:
