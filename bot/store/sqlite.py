@@ -416,10 +416,11 @@ def _commit(conn: sqlite3.Connection, batch: _Batch) -> None:
 class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
     """One transaction of a batch: a SAVEPOINT inside the batch's BEGIN IMMEDIATE ... COMMIT.
 
-    Writes that return nothing are queued (`_write`) and go to SQLite with the transaction's next
-    read or, when the block ends, as its tail, sent without waiting. Reads (`_reads`) run the queued
-    writes first, so the transaction always reads its own writes. An answer whose context was read
-    ahead while it waited for its turn makes no trip of its own that it waits for.
+    Writes that return nothing are queued (`_write`; the answer's own methods append their tuple
+    directly) and go to SQLite with the transaction's next read or, when the block ends, as its
+    tail, sent without waiting. Reads (`_reads`) run the queued writes first, so the transaction
+    always reads its own writes. An answer whose context was read ahead while it waited for its
+    turn makes no trip of its own that it waits for.
     """
 
     def __init__(self, store: SqliteStore, batch: _Batch) -> None:
