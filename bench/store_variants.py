@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bot.store import SqliteStore
-from bot.store.base import AnswerContext, PlayerRow, StoreBusy, Tx
-from bot.store.sqlite import SqliteTx, _Batch
+from bot.store.base import AnswerContext, AnswerRow, ItemRow, PlayerRow, SessionRow, StoreBusy, Tx
+from bot.store.sqlite import SqliteTx, _apply, _Batch
 
 
 class BaselineTx(SqliteTx):
@@ -48,9 +48,28 @@ class BaselineTx(SqliteTx):
     async def _write_fn(self, fn: Callable[..., object]) -> None:
         await self._db._execute(fn, self._db._conn)
 
-    async def _guarded(self, sql: str, params: tuple, conflict: Exception) -> None:
-        if not await self._db.execute_fetchall(f"{sql} RETURNING 1", params):
-            raise conflict
+    async def _send_queued(self) -> None:
+        """The shipped store's answer writes queue themselves (tuples on `_writes`, no `_write` call):
+        here each is sent at once, its own trip, as before."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            await self._db._execute(_apply, self._db._conn, [write])
+
+    async def record_answer(self, answer: AnswerRow) -> None:
+        await super().record_answer(answer)
+        await self._send_queued()
+
+    async def close_item(self, item: ItemRow) -> None:
+        await super().close_item(item)
+        await self._send_queued()
+
+    async def update_item(self, item: ItemRow) -> None:
+        await super().update_item(item)
+        await self._send_queued()
+
+    async def update_session(self, session: SessionRow) -> None:
+        await super().update_session(session)
+        await self._send_queued()
 
     async def answer_context(self, event_key: str, session_id: str) -> AnswerContext:
         prior = await self.find_answer(event_key)

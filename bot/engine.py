@@ -14,10 +14,11 @@ import logging
 import random
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import errors, outbox
@@ -108,6 +109,34 @@ def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
+class _EngineTx:
+    """A store transaction whose StoreBusy and WriteConflict, from its start, its body or its commit,
+    become errors.Busy: another process changed what this call read (only a store without a write
+    lock per transaction lets that happen) or held the lock too long; nothing was written, so the
+    player may simply retry (see retry.py). A class rather than an @asynccontextmanager generator:
+    every answer enters one."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: AbstractAsyncContextManager[Tx]) -> None:
+        self.inner = inner
+
+    async def __aenter__(self) -> Tx:
+        try:
+            return await self.inner.__aenter__()
+        except (StoreBusy, WriteConflict) as exc:
+            raise errors.Busy() from exc
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            suppressed = await self.inner.__aexit__(exc_type, exc, tb)
+        except (StoreBusy, WriteConflict) as error:
+            raise errors.Busy() from error
+        if not suppressed and isinstance(exc, (StoreBusy, WriteConflict)):
+            raise errors.Busy() from exc
+        return bool(suppressed)
+
+
 class QuizEngine(CommunityMixin):
     def __init__(self, store: Store, bank: Bank, clock: Clock, *, rng: random.Random | None = None,
                  timezone: str = "UTC") -> None:
@@ -150,26 +179,19 @@ class QuizEngine(CommunityMixin):
     # -----------------------------------------------------------------------------------------
     # plumbing
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Tx]:
+    def _tx(self) -> _EngineTx:
         """A store transaction; leaving it returns only after the commit that holds its writes."""
-        try:
-            async with self.store.transaction() as tx:
-                yield tx
-        except StoreBusy as exc:
-            raise errors.Busy() from exc
-        except WriteConflict as exc:
-            # another process changed what this call read (only a store without a write lock per
-            # transaction lets that happen); nothing was written, so the player may simply retry
-            raise errors.Busy() from exc
+        return _EngineTx(self.store.transaction())
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
 
     @staticmethod
     def _name(player: Player) -> str:
-        # a crafted payload can carry lone surrogates, which no database encoding accepts
-        return clean(player.display_name)
+        # a crafted payload can carry lone surrogates, which no database encoding accepts; a printable
+        # name has neither those nor control characters (every answer checks the name)
+        name = player.display_name
+        return name if name.isprintable() else clean(name)
 
     async def _player_id(self, tx: Tx, player: Player) -> int:
         name = self._name(player)
@@ -282,11 +304,12 @@ class QuizEngine(CommunityMixin):
     # closing a question and moving on
 
     async def _close_item(self, tx: Tx, session: SessionRow, item: ItemRow, outcome: str, now: float,
-                          points: int = 0, next_item: ItemRow | None = None) -> list[Reply]:
+                          points: int = 0, next_item: ItemRow | None = None,
+                          items: tuple[ItemRow, ...] | None = None) -> list[Reply]:
         """Close the current item and open the next one or finish the session: the one place where a
         question closes. `item` was read open in this transaction; the close is still guarded (a
-        WriteConflict if another transaction closed it first). `next_item`, if the caller already
-        read it, saves a read."""
+        WriteConflict if another transaction closed it first). `next_item` and `items` (all of the
+        session's, read with `item`), if the caller already read them, save a read each."""
         mode = MODES[session.mode]
         q = self.bank.question(item.question_id)
         item.status, item.points, item.closed_at = outcome, points, now
@@ -313,11 +336,14 @@ class QuizEngine(CommunityMixin):
             return replies
         session.status, session.finished_at = "finished", now
         await tx.update_session(session)
-        replies += await self._finish(tx, session)
+        if items is not None:  # as read, but with the item closed here
+            items = tuple(item if it.position == item.position else it for it in items)
+        replies += await self._finish(tx, session, items)
         return replies
 
-    async def _summary(self, tx: Tx, session: SessionRow) -> Summary:
-        items = await tx.get_items(session.id)
+    async def _summary(self, tx: Tx, session: SessionRow, items: tuple[ItemRow, ...] | None = None) -> Summary:
+        if items is None:
+            items = tuple(await tx.get_items(session.id))
         results = []
         by_topic: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_diff: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -342,8 +368,8 @@ class QuizEngine(CommunityMixin):
             if show_breakdown else (),
         )
 
-    async def _finish(self, tx: Tx, session: SessionRow) -> list[Reply]:
-        replies: list[Reply] = [await self._summary(tx, session)]
+    async def _finish(self, tx: Tx, session: SessionRow, items: tuple[ItemRow, ...] | None = None) -> list[Reply]:
+        replies: list[Reply] = [await self._summary(tx, session, items)]
         mode = MODES[session.mode]
         if mode is CHALLENGE and session.status == "finished":
             await self._record_activity(tx, session.player_id, self._now())
@@ -461,10 +487,12 @@ class QuizEngine(CommunityMixin):
                 await tx.record_answer(AnswerRow(session.id, item.position, attempt, q.id, session.player_id,
                                                  original, shown, "late", 0, key, now))
                 item.attempts_used = attempt
-                return await self._close_item(tx, session, item, "timeout", now, next_item=ctx.next_item)
+                return await self._close_item(tx, session, item, "timeout", now, next_item=ctx.next_item,
+                                              items=ctx.items)
             if attempt > mode.attempts:
                 raise errors.NoAttemptsLeft()
-            if item.attempts_used and shown in await self._tried(tx, item):  # a card shown again, clicked twice
+            if item.attempts_used and shown in (ctx.tried if ctx.tried is not None else await self._tried(tx, item)):
+                # a card shown again, clicked twice
                 raise errors.AlreadyTried(f"You already tried {shown} on this question; pick another letter.")
             correct = original == q.answer
             points = points_for(q.difficulty, correct=correct, attempt=attempt, hint_used=item.hint_used,
@@ -477,7 +505,7 @@ class QuizEngine(CommunityMixin):
                 await tx.update_item(item)
                 return [feedback]
             return [feedback] + await self._close_item(tx, session, item, "correct" if correct else "wrong", now,
-                                                       points, ctx.next_item)
+                                                       points, ctx.next_item, ctx.items)
 
     async def _owned_context(self, tx: Tx, player: Player, ctx: AnswerContext) -> tuple[SessionRow, ItemRow | None]:
         """The session of an answer, checked against the caller with the owner read alongside it."""

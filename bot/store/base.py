@@ -113,6 +113,12 @@ class AnswerContext:
     player: PlayerRow | None
     item: ItemRow | None
     next_item: ItemRow | None
+    # the letters (as shown, in no particular order) already tried on the current item, late answers
+    # not counted; None: not read with the rest (the engine then reads them if it needs them)
+    tried: tuple[str, ...] | None = None
+    # every item of the session, read only when the current item is its last (a final answer then
+    # finishes the session, and the summary lists them all); None otherwise or when not read
+    items: tuple[ItemRow, ...] | None = None
 
 
 @dataclass

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import sqlite3
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,15 @@ _POST_COLS = ("id, platform, tenant, channel, local_date, question_id, choice_or
               "lease_until, posted_at, closes_at")
 _ANSWER_COLS = ("session_id, position, attempt, question_id, player_id, choice, shown_choice, outcome, "
                 "points, event_key, answered_at")
+# the statements of every answer, built once
+_INSERT_ANSWER = f"INSERT INTO answers ({_ANSWER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+_CLOSE_ITEM = ("UPDATE session_items SET status = ?, attempts_used = ?, hint_used = ?, points = ?, closed_at = ? "
+               "WHERE session_id = ? AND position = ? AND status = 'open'")
+_UPDATE_ITEM = ("UPDATE session_items SET status = ?, deadline = ?, attempts_used = ?, hint_used = ?, points = ?, "
+                "closed_at = ? WHERE session_id = ? AND position = ?")
+_UPDATE_SESSION = "UPDATE sessions SET status = ?, position = ?, route = ?, finished_at = ?, correct = ?, points = ? WHERE id = ?"
+_ADD_SCORE = ("INSERT INTO score_facts (scope, week, month, in_all, player_id, team_id, points, answered, correct, at) "
+              "VALUES (?, ?, ?, 1, ?, (SELECT team_id FROM team_members WHERE player_id = ?), ?, ?, ?, ?)")
 
 
 def split_statements(script: str) -> list[str]:
@@ -106,29 +115,52 @@ MAX_BATCH = 256  # transactions per COMMIT at most (~50 ms of work), so a batch 
 READ_AHEAD = 8  # answer contexts per read-ahead call
 SWITCH_INTERVAL = 0.001  # seconds: see SqliteStore.open
 
+# One statement, always one row: the answer already stored under the event key, the session, its
+# owner, the current and the next item (each NULLs when absent), and the letters already tried on
+# the current item (read only when it has attempts: a second attempt needs no trip of its own) and,
+# when the current item is the last, every item as JSON (the summary of a finishing answer). The one-row driving table makes
+# every part a LEFT JOIN on a unique key, so a replayed answer is found even if its session is not.
 _CONTEXT_SQL = (
-    "SELECT s.id, s.player_id, s.mode, s.status, s.position, s.total, s.created_at, s.challenge_set, s.route, "
+    "SELECT " + ", ".join(f"a.{c}" for c in _ANSWER_COLS.split(", ")) + ", "
+    "s.id, s.player_id, s.mode, s.status, s.position, s.total, s.created_at, s.challenge_set, s.route, "
     "s.finished_at, s.correct, s.points, p.id, p.platform, p.tenant, p.user_id, p.display_name, "
     + ", ".join(f"i.{c}" for c in _ITEM_COLS.split(", ")) + ", "
     + ", ".join(f"n.{c}" for c in _ITEM_COLS.split(", "))
-    + " FROM sessions s JOIN players p ON p.id = s.player_id "
+    + ", CASE WHEN i.attempts_used > 0 THEN (SELECT group_concat(t.shown_choice, '') FROM answers t "
+    "WHERE t.session_id = i.session_id AND t.position = i.position AND t.outcome != 'late') END, "
+    "CASE WHEN s.position = s.total - 1 THEN (SELECT json_group_array(json_array("
+    # JSON would round the REAL times to 15 digits: they travel as exact text
+    + ", ".join(f"CASE WHEN e.{c} IS NOT NULL THEN printf('%!.17g', e.{c}) END" if c in ("deadline", "closed_at")
+                else f"e.{c}"
+                for c in _ITEM_COLS.split(", "))
+    + ")) FROM session_items e WHERE e.session_id = s.id) END"
+    " FROM (SELECT ? AS event_key, ? AS session_id) k "
+    "LEFT JOIN answers a ON a.event_key = k.event_key "
+    "LEFT JOIN sessions s ON s.id = k.session_id LEFT JOIN players p ON p.id = s.player_id "
     "LEFT JOIN session_items i ON i.session_id = s.id AND i.position = s.position "
-    "LEFT JOIN session_items n ON n.session_id = s.id AND n.position = s.position + 1 WHERE s.id = ?"
+    "LEFT JOIN session_items n ON n.session_id = s.id AND n.position = s.position + 1"
 )
 
 
-def _context_reads(event_key: str, session_id: str) -> list[tuple[str, tuple]]:
-    return [(f"SELECT {_ANSWER_COLS} FROM answers WHERE event_key = ?", (event_key,)), (_CONTEXT_SQL, (session_id,))]
+def _json_items(text: str) -> tuple[ItemRow, ...]:
+    items = []
+    for e in json.loads(text):
+        for time in (5, 9):  # deadline, closed_at
+            if e[time] is not None:
+                e[time] = float(e[time])
+        items.append(_item(e))
+    return tuple(sorted(items, key=lambda item: item.position))
 
 
-def _context(prior: list, joined: list) -> AnswerContext:
-    answer = AnswerRow(*prior[0]) if prior else None
-    if not joined:
+def _context(rows: list) -> AnswerContext:
+    r = rows[0]
+    answer = AnswerRow(*r[:11]) if r[0] is not None else None
+    if r[11] is None:
         return AnswerContext(answer, None, None, None, None)
-    r = tuple(joined[0])
-    s, p, i, n = r[:12], r[12:17], r[17:27], r[27:37]
-    return AnswerContext(answer, SessionRow(*s), PlayerRow(*p), _item(i) if i[0] is not None else None,
-                         _item(n) if n[0] is not None else None)
+    i, n = r[28:38], r[38:48]
+    return AnswerContext(answer, SessionRow(*r[11:23]), PlayerRow(*r[23:28]), _item(i) if i[0] is not None else None,
+                         _item(n) if n[0] is not None else None, tuple(r[48] or ""),
+                         _json_items(r[49]) if r[49] is not None else None)
 
 
 def _facts(cols: str, where: str) -> str:
@@ -187,6 +219,25 @@ def rebuild_scores(conn: sqlite3.Connection) -> None:
     apply_scores(conn)
 
 
+# A queued write: (sql, params, None) runs the statement; (sql, params, conflict) runs it with
+# RETURNING 1 in its text and raises `conflict` if it changed no row; a callable gets the connection.
+# Tuples rather than closures: no Python frame per statement on the connection's thread.
+Write = tuple[str, Any, Exception | None] | Callable[[sqlite3.Connection], object]
+
+
+def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
+    execute = conn.execute
+    for write in writes:
+        if type(write) is tuple:
+            sql, params, conflict = write
+            if conflict is None:
+                execute(sql, params)
+            elif not execute(sql, params).fetchall():
+                raise conflict
+        else:
+            write(conn)  # type: ignore[operator]
+
+
 class _Batch:
     """Transactions sharing one BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT."""
 
@@ -227,8 +278,7 @@ class _Tail:
                 if self.writes and not tx.opened:
                     conn.execute("SAVEPOINT tx")
                     tx.opened = True
-                for write in self.writes:
-                    write(conn)
+                _apply(conn, self.writes)
                 if tx.opened:
                     conn.execute("RELEASE tx")
                     tx.opened = False
@@ -248,8 +298,11 @@ class _Pipe:
     switch that costs the event loop far more than the call itself); every result wakes the event
     loop. So calls are appended to a deque, and only the first call after the thread went idle puts
     one drain function on aiosqlite's queue: the drain runs every call present, in order; only calls
-    somebody waits for (reads, the COMMIT) wake the event loop, not the tails sent without waiting. aiosqlite has no public call for running
-    a function on its thread; `_tx.put_nowait((future, fn))` is what its own `_execute` does.
+    somebody waits for (reads, the COMMIT) wake the event loop, not the tails sent without waiting.
+    The same holds the other way: results go to a deque, and only the first result after the event
+    loop took the last ones sends a wake-up (a write to the loop's self-pipe, which took a quarter
+    of the thread's busy time when every result sent its own). aiosqlite has no public call for
+    running a function on its thread; `_tx.put_nowait((future, fn))` is what its own `_execute` does.
     """
 
     def __init__(self, db: aiosqlite.Connection) -> None:
@@ -257,6 +310,9 @@ class _Pipe:
         self._calls: deque[tuple[Callable[..., Any], tuple, asyncio.Future | None]] = deque()
         self._queued = False
         self._loop = asyncio.get_running_loop()
+        # results for the event loop, and whether a wake-up to settle them is already on its way
+        self._ready: deque[tuple[asyncio.Future, bool, Any]] = deque()
+        self._waking = False
 
     def submit(self, fn: Callable[..., Any], *args: Any, wait: bool = True) -> asyncio.Future | None:
         future = self._loop.create_future() if wait else None
@@ -276,11 +332,23 @@ class _Pipe:
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     result, ok = exc, False
                 if future is not None:  # somebody waits for it: wake the event loop now
-                    self._loop.call_soon_threadsafe(_settle, future, ok, result)
+                    self._ready.append((future, ok, result))
+                    if not self._waking:
+                        self._waking = True
+                        self._loop.call_soon_threadsafe(self._settle_ready)
             self._queued = False
             if not self._calls:
                 return
             self._queued = True  # calls arrived after the check: keep going (a second drain would too)
+
+    def _settle_ready(self) -> None:
+        """On the event loop: hand every result that arrived since the wake-up to its caller. The flag
+        is cleared before the results are taken, so a result appended after this point either is
+        taken here or sends a wake-up of its own."""
+        self._waking = False
+        ready = self._ready
+        while ready:
+            _settle(*ready.popleft())
 
 
 def _settle(future: asyncio.Future, ok: bool, result: Any) -> None:
@@ -305,8 +373,7 @@ def _trip(conn: sqlite3.Connection, batch: _Batch, tx: SqliteTx, writes: list,
     if not tx.opened:
         conn.execute("SAVEPOINT tx")
         tx.opened = True
-    for write in writes:
-        write(conn)
+    _apply(conn, writes)
     return [conn.execute(sql, params).fetchall() for sql, params in reads]
 
 
@@ -349,16 +416,17 @@ def _commit(conn: sqlite3.Connection, batch: _Batch) -> None:
 class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
     """One transaction of a batch: a SAVEPOINT inside the batch's BEGIN IMMEDIATE ... COMMIT.
 
-    Writes that return nothing are queued (`_write`) and go to SQLite with the transaction's next
-    read or, when the block ends, as its tail, sent without waiting. Reads (`_reads`) run the queued
-    writes first, so the transaction always reads its own writes. An answer whose context was read
-    ahead while it waited for its turn makes no trip of its own that it waits for.
+    Writes that return nothing are queued (`_write`; the answer's own methods append their tuple
+    directly) and go to SQLite with the transaction's next read or, when the block ends, as its
+    tail, sent without waiting. Reads (`_reads`) run the queued writes first, so the transaction
+    always reads its own writes. An answer whose context was read ahead while it waited for its
+    turn makes no trip of its own that it waits for.
     """
 
     def __init__(self, store: SqliteStore, batch: _Batch) -> None:
         self._store = store
         self._batch = batch
-        self._writes: list[Callable[[sqlite3.Connection], object]] = []
+        self._writes: list[Write] = []
         self.opened = False  # its SAVEPOINT is open (set on the connection's thread)
         self.wrote_facts = False
 
@@ -374,7 +442,7 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
             self._batch.ahead.pop(session_id, None)
 
     async def _write(self, sql: str, params: tuple = ()) -> None:
-        self._writes.append(lambda conn: conn.execute(sql, params))
+        self._writes.append((sql, params, None))
 
     async def _write_many(self, sql: str, rows: list[tuple]) -> None:
         self._writes.append(lambda conn: conn.executemany(sql, rows))
@@ -382,12 +450,10 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
     async def _write_fn(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         self._writes.append(fn)
 
-    async def _guarded(self, sql: str, params: tuple, conflict: Exception) -> None:
-        """A queued write that must change a row; if it changes none, `conflict` is raised."""
-        def run(conn: sqlite3.Connection) -> None:
-            if not conn.execute(f"{sql} RETURNING 1", params).fetchall():
-                raise conflict
-        self._writes.append(run)
+    def _guarded(self, sql: str, params: tuple, conflict: Exception) -> None:
+        """A queued write that must change a row (`sql` ends in RETURNING 1); if it changes none,
+        `conflict` is raised."""
+        self._writes.append((sql, params, conflict))
 
     async def _one(self, sql: str, params: tuple = ()) -> tuple | None:
         [rows] = await self._reads([(sql, params)])
@@ -413,16 +479,16 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
             except sqlite3.Error:
                 results = None  # read it again below, in this transaction's own trip
             if results is not None:
-                rows = results[2 * ahead.index:2 * ahead.index + 2]
+                rows = results[ahead.index]
         if rows is None:
-            rows = await self._reads(_context_reads(event_key, session_id))
-        return _context(*rows)
+            [rows] = await self._reads([(_CONTEXT_SQL, (event_key, session_id))])
+        return _context(rows)
 
     async def record_answer(self, answer: AnswerRow) -> None:
         a = answer
         self._touch(a.session_id)
-        await self._guarded(
-            f"INSERT INTO answers ({_ANSWER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        self._guarded(
+            _INSERT_ANSWER + " RETURNING 1",
             (a.session_id, a.position, a.attempt, a.question_id, a.player_id, a.choice, a.shown_choice,
              a.outcome, a.points, a.event_key, a.answered_at),
             DuplicateAnswer(a.event_key))
@@ -430,9 +496,8 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
     async def close_item(self, item: ItemRow) -> None:
         i = item
         self._touch(i.session_id)
-        await self._guarded(
-            "UPDATE session_items SET status = ?, attempts_used = ?, hint_used = ?, points = ?, closed_at = ? "
-            "WHERE session_id = ? AND position = ? AND status = 'open'",
+        self._guarded(
+            _CLOSE_ITEM + " RETURNING 1",
             (i.status, i.attempts_used, int(i.hint_used), i.points, i.closed_at, i.session_id, i.position),
             WriteConflict(f"item {i.session_id}/{i.position} is no longer open"))
 
@@ -478,12 +543,9 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
 
     async def update_session(self, session: SessionRow) -> None:
         s = session
-        self._touch(s.id)
-        await self._write(
-            "UPDATE sessions SET status = ?, position = ?, route = ?, finished_at = ?, correct = ?, points = ? "
-            "WHERE id = ?",
-            (s.status, s.position, s.route, s.finished_at, s.correct, s.points, s.id),
-        )
+        self._batch.ahead.pop(s.id, None)  # _touch, inline: this and the writes below are on every answer
+        self._writes.append((_UPDATE_SESSION, (s.status, s.position, s.route, s.finished_at, s.correct, s.points,
+                                               s.id), None))
 
     async def get_item(self, session_id: str, position: int) -> ItemRow | None:
         row = await self._one(
@@ -497,20 +559,15 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
 
     async def update_item(self, item: ItemRow) -> None:
         i = item
-        self._touch(i.session_id)
-        await self._write(
-            "UPDATE session_items SET status = ?, deadline = ?, attempts_used = ?, hint_used = ?, points = ?, "
-            "closed_at = ? WHERE session_id = ? AND position = ?",
-            (i.status, i.deadline, i.attempts_used, int(i.hint_used), i.points, i.closed_at, i.session_id,
-             i.position),
-        )
+        self._batch.ahead.pop(i.session_id, None)
+        self._writes.append((_UPDATE_ITEM, (i.status, i.deadline, i.attempts_used, int(i.hint_used), i.points,
+                                            i.closed_at, i.session_id, i.position), None))
 
     async def close_item_if_open(self, item: ItemRow) -> bool:
         i = item
         self._touch(i.session_id)
         changed = await self._run(
-            "UPDATE session_items SET status = ?, attempts_used = ?, hint_used = ?, points = ?, closed_at = ? "
-            "WHERE session_id = ? AND position = ? AND status = 'open'",
+            _CLOSE_ITEM,
             (i.status, i.attempts_used, int(i.hint_used), i.points, i.closed_at, i.session_id, i.position),
         )
         return changed == 1
@@ -523,7 +580,7 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
         a = answer
         self._touch(a.session_id)
         changed = await self._run(
-            f"INSERT INTO answers ({_ANSWER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            _INSERT_ANSWER,
             (a.session_id, a.position, a.attempt, a.question_id, a.player_id, a.choice, a.shown_choice,
              a.outcome, a.points, a.event_key, a.answered_at),
         )
@@ -658,10 +715,8 @@ class SqliteTx(OutboxSql, InstallationsSql, DailySql, Tx):
     async def add_score(self, scope: str, week: str, month: str, player_id: int, points: int, answered: int,
                         correct: int, now: float) -> None:
         self.wrote_facts = True
-        await self._write(
-            "INSERT INTO score_facts (scope, week, month, in_all, player_id, team_id, points, answered, correct, at) "
-            "VALUES (?, ?, ?, 1, ?, (SELECT team_id FROM team_members WHERE player_id = ?), ?, ?, ?, ?)",
-            (scope, week, month, player_id, player_id, points, answered, correct, now))
+        self._writes.append((_ADD_SCORE, (scope, week, month, player_id, player_id, points, answered, correct, now),
+                             None))
 
     async def apply_scores(self) -> None:
         await self._write_fn(apply_scores)
@@ -940,12 +995,17 @@ class SqliteStore(Store):
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self._pass_on()
-            else:
+            elif turn in self._waiters:  # _live_waiters may have dropped it already
                 self._waiters.remove(turn)
             raise
 
     def _live_waiters(self) -> bool:
-        return any(not turn.done() for turn in self._waiters)
+        """Somebody waits for the turn. Turns in the queue are done only if cancelled (a turn handed
+        on leaves the queue first), so those at its head are dropped: one look, not a scan."""
+        waiters = self._waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        return bool(waiters)
 
     def _pass_on(self) -> None:
         """A turn handed to a caller that was cancelled: pass it on, or commit the open batch."""
@@ -977,7 +1037,7 @@ class SqliteStore(Store):
             event_key = self._wanted.pop(session_id)
             if session_id not in batch.ahead:
                 taken.append((session_id, event_key))
-                reads += _context_reads(event_key, session_id)
+                reads.append((_CONTEXT_SQL, (event_key, session_id)))
         return reads, taken
 
     async def _trip(self, tx: SqliteTx, reads: list[tuple[str, tuple]]) -> list[list]:
@@ -1051,25 +1111,45 @@ class SqliteStore(Store):
             else:
                 tail.done.set_result(None)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        if self._db is None:
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+
+class _Transaction:
+    """`async with store.transaction() as tx`: take the turn, run the body, send its tail, and return
+    once the batch's COMMIT is done. A class rather than an @asynccontextmanager generator: this is
+    entered and left on every answer, and the generator's machinery cost more than the rest of it."""
+
+    __slots__ = ("store", "tx")
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def __aenter__(self) -> SqliteTx:
+        store = self.store
+        if store._db is None:
             raise StoreUnavailable("the store is not open")
-        await self._acquire()
-        if self._batch is None:
-            self._batch = _Batch()
-        batch = self._batch
+        await store._acquire()
+        if store._batch is None:
+            store._batch = _Batch()
+        batch = store._batch
         batch.size += 1
-        tx = SqliteTx(self, batch)
+        self.tx = SqliteTx(store, batch)
+        return self.tx
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        store, tx = self.store, self.tx
+        batch = tx._batch
         tail: _Tail | None = None
         try:
-            yield tx
-            tail = _Tail(tx, tx._writes, asyncio.get_running_loop().create_future())
-            batch.tails.append(tail)
-            batch.facts = batch.facts or tx.wrote_facts
+            if exc_type is None:
+                tail = _Tail(tx, tx._writes, store._pipe._loop.create_future())
+                batch.tails.append(tail)
+                batch.facts = batch.facts or tx.wrote_facts
         finally:
             # a transaction that raised rolls back to its savepoint, if it opened one
-            self._send(batch, tail or _Tail(tx, [], None))
-            self._end_turn(batch)
-        await tail.done
-        tx.committed()
+            store._send(batch, tail or _Tail(tx, [], None))
+            store._end_turn(batch)
+        if tail is not None:
+            await tail.done
+            tx.committed()

@@ -210,6 +210,31 @@ async def test_answer_context_reads_answer_session_owner_and_items_together(any_
         assert missing == AnswerContext(None, None, None, None, None)
 
 
+async def test_sqlite_answer_context_carries_the_letters_tried_and_the_items_for_a_summary(tmp_path):
+    async with SqliteStore(tmp_path / "tried.sqlite3") as store:
+        async with store.transaction() as tx:
+            pid = await tx.upsert_player("slack", "T1", "U1", "Ann", 1.0)
+            await _session(tx, pid)
+            assert (await tx.answer_context("k0", "s1")).tried == ()  # no attempt yet: nothing read
+            await tx.record_answer(AnswerRow("s1", 0, 1, "q-1", pid, "B", "B", "wrong", 0, "k1", 5.0))
+            await tx.record_answer(AnswerRow("s1", 0, 2, "q-1", pid, "D", "C", "late", 0, "k2", 6.0))
+            await tx.update_item(ItemRow("s1", 0, "q-1", "ABCD", "open", 100.0, attempts_used=2))
+        async with store.transaction() as tx:
+            ctx = await tx.answer_context("k3", "s1")
+            assert ctx.tried == ("B",)  # the late answer does not count as tried
+            assert ctx.items is None  # not the last item: no summary can follow
+            item = ctx.item
+            item.status, item.closed_at = "wrong", 1764406800.123456789
+            await tx.close_item(item)
+            await tx.update_session(SessionRow("s1", pid, "challenge", "open", 1, 2, 1.0, "cs-1", "r"))
+            # the next item has no attempts: its context reads none, and sees this transaction's writes
+            last = await tx.answer_context("k3", "s1")
+            assert last.tried == ()
+            # the last item: every item comes along, times exact, in order
+            assert last.items == (item, ItemRow("s1", 1, "q-2", "DCBA"))
+            assert last.items == tuple(await tx.get_items("s1"))
+
+
 async def test_duplicate_answer_and_lost_close_roll_the_transaction_back(any_store):
     async with any_store.transaction() as tx:
         pid = await tx.upsert_player("console", "local", "u", "U", 1.0)
