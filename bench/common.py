@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
+import random
 import statistics
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,6 +53,33 @@ def per_run_figures(per_run: list[dict]) -> tuple:
         return max(r[kind][key] for r in per_run)
 
     return med, worst
+
+
+async def poisson_arrivals(rate: float, duration: float, rng: random.Random, idle: deque,
+                           arrive: Callable[..., Awaitable[None]]) -> tuple[float, int]:
+    """Open loop: start `arrive(*idle.popleft(), due)` at Poisson times (mean `rate` a second) for
+    `duration` seconds, an arrival that finds no idle player counted as missed; returns (t0, missed)
+    once every arrival has finished. Only the tasks in flight are kept: keeping every finished one
+    would grow the heap by `rate` tasks a second, and each full garbage collection with it."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task] = set()
+    missed = 0
+    t0 = due = loop.time()
+    while True:
+        due += rng.expovariate(rate)
+        if due > t0 + duration:
+            break
+        wait = due - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not idle:
+            missed += 1
+            continue
+        task = asyncio.create_task(arrive(*idle.popleft(), due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    return t0, missed
 
 
 def report(name: str, rows: list[tuple[str, str, str, str]], data: dict, smoke: bool) -> Path:

@@ -45,7 +45,7 @@ from bot.engine import QuizEngine
 from bot.replies import Feedback, Player, QuestionCard, Reply, Summary
 from bot.store import SqliteStore
 
-from .common import RESULTS, median, percentile, report, verdict
+from .common import RESULTS, median, percentile, poisson_arrivals, report, verdict
 from .store_variants import VARIANTS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -172,7 +172,6 @@ async def open_loop_run(path: Path, bank: Bank, rate: float, duration: float, po
     store, engine = await open_engine(path, bank, seed, factory)
     rng = random.Random(seed)
     latencies: list[float] = []
-    missed = 0
     try:
         cards = await asyncio.gather(*(start(engine, n, []) for n in range(pool)))
         idle: deque[tuple[int, QuestionCard, bool, int]] = deque((n, cards[n], True, 0) for n in range(pool))
@@ -187,26 +186,8 @@ async def open_loop_run(path: Path, bank: Bank, rate: float, duration: float, po
                 nxt, first = await start(engine, n, []), True
             idle.append((n, nxt, first, k + 1))
 
-        # in flight only: keeping every finished task would grow the heap by 1,000 tasks a second,
-        # and each full garbage collection (tens of ms, paid by every answer in flight) with it
-        tasks: set[asyncio.Task] = set()
-        t0 = loop.time()
-        due = t0
         cpu0, loop0 = time.process_time(), time.thread_time()
-        while True:
-            due += rng.expovariate(rate)
-            if due > t0 + duration:
-                break
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not idle:
-                missed += 1
-                continue
-            task = asyncio.create_task(arrive(*idle.popleft(), due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        await asyncio.gather(*tasks)
+        t0, missed = await poisson_arrivals(rate, duration, rng, idle, arrive)
         wall = loop.time() - t0
         cpu, loop_cpu = time.process_time() - cpu0, time.thread_time() - loop0
     finally:

@@ -53,7 +53,7 @@ from bot.replies import QuestionCard
 from bot.store import SqliteStore
 from bot.store.postgres import PostgresStore
 
-from .common import median, percentile, report
+from .common import median, percentile, poisson_arrivals, report
 from .engine import NOW, after, answer_once, bench_bank, concurrent_run, open_loop_run, play, player_of, start
 
 PLAYERS = 1_000
@@ -232,21 +232,8 @@ async def open_loop(url: str, bank, rate: float, duration: float, players: int, 
 
         await asyncio.to_thread(_wait_for_go)
         counts.clear()
-        tasks: list[asyncio.Task] = []
-        t0 = due = loop.time()
         cpu0, loop0 = time.process_time(), time.thread_time()
-        while True:
-            due += rng.expovariate(rate)
-            if due > t0 + duration:
-                break
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not idle:
-                missed += 1
-                continue
-            tasks.append(asyncio.create_task(arrive(*idle.popleft(), due)))
-        await asyncio.gather(*tasks)
+        t0, missed = await poisson_arrivals(rate, duration, rng, idle, arrive)
         wall, loop_cpu = loop.time() - t0, time.thread_time() - loop0
         cpu, calls = time.process_time() - cpu0, dict(counts)
     finally:

@@ -757,13 +757,7 @@ class PostgresStore(Store):
         """Across every process on the database: a session advisory lock on the name's hash, held on a
         connection of its own (PostgreSQL drops it if the process dies)."""
         async with super().exclusive(name):  # one waiting connection per name and process at most
-            pool = self._pool
-            if pool is None:
-                raise StoreUnavailable("the store is not open")
-            try:
-                conn = await pool.acquire()
-            except _UNREACHABLE as exc:
-                raise StoreBusy(f"database unreachable: {exc}") from exc
+            pool, conn = await self._acquire()
             try:
                 await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
                 try:
@@ -773,15 +767,19 @@ class PostgresStore(Store):
             finally:
                 await pool.release(conn)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        pool = self._pool  # the pool this transaction returns its connection to, even if closing
+    async def _acquire(self) -> tuple[asyncpg.Pool, asyncpg.Connection]:
+        """A connection and the pool it goes back to (even if the store is closing meanwhile)."""
+        pool = self._pool
         if pool is None:
             raise StoreUnavailable("the store is not open")
         try:
-            conn = await pool.acquire()
+            return pool, await pool.acquire()
         except _UNREACHABLE as exc:
             raise StoreBusy(f"database unreachable: {exc}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        pool, conn = await self._acquire()
         tx = PostgresTx(conn)
         try:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
