@@ -17,14 +17,14 @@ import pytest
 from slack_sdk.signature import Clock
 
 from adapters.slack.app import BUSY, build_app
-from adapters.slack.web import build_web_app, serve_http
+from adapters.slack.web import serve_http
 from adapters.slack.work import WorkQueue
 from bot.engine import QuizEngine
 
 from .fake_slack import RESPONSE_URL
 from .slack_requests import JSON, sign, signed_slash_command
 from .tracker import BackgroundTracker
-from .workspace import SECRET, Workspace, question_id, texts
+from .workspace import SECRET, Workspace, ordered_web_app, question_id, texts
 
 
 class GatedEngine(QuizEngine):
@@ -46,20 +46,7 @@ async def served(settings, store, bank, clock, client, fake):
     engine.gate, engine.entered = asyncio.Event(), asyncio.Event()
     engine.gate.set()
     app = build_app(settings, engine, client=client)
-    order: list[str] = []
-    dispatch = app.async_dispatch
-
-    async def logged(req):  # type: ignore[no-untyped-def]
-        order.append("bolt")
-        return await dispatch(req)
-
-    app.async_dispatch = logged  # type: ignore[method-assign]
-    web_app = build_web_app(app)
-
-    async def on_prepare(_request, response) -> None:
-        order.append(f"ack {response.status}")
-
-    web_app.on_response_prepare.append(on_prepare)
+    web_app, order = ordered_web_app(app)
     runner, port = await serve_http(web_app, "127.0.0.1", 0)
     ws = Workspace(fake, app, BackgroundTracker(app), bank)
     async with aiohttp.ClientSession() as http:

@@ -30,7 +30,7 @@ from bot.store import SqliteStore
 from .fake_slack import RESPONSE_URL, FakeSlack, RecordedCall
 from .slack_requests import signed_event
 from .tracker import BackgroundTracker
-from .workspace import SECRET, USERGROUP, Workspace, question_id, texts
+from .workspace import SECRET, USERGROUP, Workspace, ordered_web_app, question_id, texts
 
 COOKIE = "slack-app-oauth-state"
 A, B = "T0AAA", "T0BBB"
@@ -336,20 +336,7 @@ async def test_a_workspace_whose_install_was_found_is_acknowledged_before_bolt_r
     authorize finds the install), later ones get their 200 first; an uninstall makes it inline again."""
     for team in (A, B):
         await browser.install(team, TOKENS[team])
-    order: list[str] = []
-    dispatch = app.async_dispatch
-
-    async def logged(req):  # type: ignore[no-untyped-def]
-        order.append("bolt")
-        return await dispatch(req)
-
-    app.async_dispatch = logged  # type: ignore[method-assign]
-    web_app = build_web_app(app)
-
-    async def on_prepare(_request, response) -> None:
-        order.append(f"ack {response.status}")
-
-    web_app.on_response_prepare.append(on_prepare)
+    web_app, order = ordered_web_app(app)
     runner, port = await serve_http(web_app, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http:

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from adapters.slack.web import build_web_app
 from bot.bank import Bank
 
 from .fake_slack import FakeSlack
@@ -170,3 +172,22 @@ class Db:
     def counts(self) -> dict[str, int]:
         tables = ("players", "sessions", "session_items", "answers", "badges", "outbox", "tenant_settings")
         return {t: self.count(t) for t in tables}
+
+
+def ordered_web_app(app: AsyncApp) -> tuple[web.Application, list[str]]:
+    """The app's HTTP server, logging in order each ack it sends ("ack 200") and each bolt dispatch ("bolt")."""
+    order: list[str] = []
+    dispatch = app.async_dispatch
+
+    async def logged(req):  # type: ignore[no-untyped-def]
+        order.append("bolt")
+        return await dispatch(req)
+
+    app.async_dispatch = logged  # type: ignore[method-assign]
+    web_app = build_web_app(app)
+
+    async def on_prepare(_request, response) -> None:
+        order.append(f"ack {response.status}")
+
+    web_app.on_response_prepare.append(on_prepare)
+    return web_app, order
