@@ -31,7 +31,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,6 +161,22 @@ async def concurrent_run(path: Path, bank: Bank, players: int, seed: int,
     }
 
 
+def arrival(engine: QuizEngine, rngs, latencies: list[float], idle: deque) -> Callable[..., Awaitable[None]]:
+    """The open loop's arrival for `poisson_arrivals`: player n answers, its latency is taken from the
+    scheduled instant, and it waits idle for its next arrival (a finished challenge followed by a new
+    one). `rngs[n]` is player n's answer generator (a list or a dict by player number)."""
+    loop = asyncio.get_running_loop()
+
+    async def arrive(n: int, card: QuestionCard, first: bool, k: int, due: float) -> None:
+        replies = await answer_once(engine, player_of(n), card, rngs[n], first, f"o{n}-{k}")
+        latencies.append((loop.time() - due) * 1000)
+        nxt, first = after(replies, card)
+        if nxt is None:
+            nxt, first = await start(engine, n, []), True
+        idle.append((n, nxt, first, k + 1))
+    return arrive
+
+
 async def open_loop_run(path: Path, bank: Bank, rate: float, duration: float, pool: int, seed: int,
                         factory: StoreFactory = SqliteStore) -> dict:
     """Poisson arrivals at `rate`/s for `duration` s; latency from each arrival's scheduled instant.
@@ -177,15 +193,7 @@ async def open_loop_run(path: Path, bank: Bank, rate: float, duration: float, po
         idle: deque[tuple[int, QuestionCard, bool, int]] = deque((n, cards[n], True, 0) for n in range(pool))
         rngs = [random.Random(seed * 1_000_003 + n) for n in range(pool)]
         loop = asyncio.get_running_loop()
-
-        async def arrive(n: int, card: QuestionCard, first: bool, k: int, due: float) -> None:
-            replies = await answer_once(engine, player_of(n), card, rngs[n], first, f"o{n}-{k}")
-            latencies.append((loop.time() - due) * 1000)
-            nxt, first = after(replies, card)
-            if nxt is None:
-                nxt, first = await start(engine, n, []), True
-            idle.append((n, nxt, first, k + 1))
-
+        arrive = arrival(engine, rngs, latencies, idle)
         cpu0, loop0 = time.process_time(), time.thread_time()
         t0, missed = await poisson_arrivals(rate, duration, rng, idle, arrive)
         wall = loop.time() - t0

@@ -54,7 +54,7 @@ from bot.store import SqliteStore
 from bot.store.postgres import PostgresStore
 
 from .common import median, percentile, poisson_arrivals, report
-from .engine import NOW, after, answer_once, bench_bank, concurrent_run, open_loop_run, play, player_of, start
+from .engine import NOW, arrival, bench_bank, concurrent_run, open_loop_run, play, start
 
 PLAYERS = 1_000
 SMOKE_PLAYERS = 20
@@ -221,14 +221,7 @@ async def open_loop(url: str, bank, rate: float, duration: float, players: int, 
             (offset + n, cards[n], True, 0) for n in range(players))
         rngs = {offset + n: random.Random(seed * 1_000_003 + n) for n in range(players)}
         loop = asyncio.get_running_loop()
-
-        async def arrive(n: int, card: QuestionCard, first: bool, k: int, due: float) -> None:
-            replies = await answer_once(engine, player_of(n), card, rngs[n], first, f"o{n}-{k}")
-            latencies.append((loop.time() - due) * 1000)
-            nxt, first = after(replies, card)
-            if nxt is None:
-                nxt, first = await start(engine, n, []), True
-            idle.append((n, nxt, first, k + 1))
+        arrive = arrival(engine, rngs, latencies, idle)
 
         await asyncio.to_thread(_wait_for_go)
         counts.clear()
